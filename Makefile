@@ -1,0 +1,32 @@
+# Every target installs what it needs into .venv from this repository's own files.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: install test lint bench bench-db clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: $(STAMP) lint
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/python -m pytest
+
+bench-db: $(STAMP)
+	$(BIN)/python -m weather_dagster_tests.benchmarks.bench_db
+
+bench: bench-db
+
+clean:
+	rm -rf $(VENV) .dagster_home .weather-data .pytest_cache

@@ -1,0 +1,205 @@
+"""Retry policy and error classification (SPEC section 5) as pure functions of settings.
+
+One place decides, for any failed unit of work, whether it is retried, when, with what timeout, or
+whether it has failed for good. Attempts are numbered from 1; ``attempt`` is the one that just ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import ssl
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+import httpx
+
+from weather_dagster.core.errors import (
+    InvalidDataError,
+    MinerJobFailed,
+    MinerRejected,
+    SourceError,
+    TruthNotAvailable,
+)
+from weather_dagster.core.states import StepName, StepStatus
+from weather_dagster.settings import Settings
+
+
+class WorkKind(StrEnum):
+    QUERY = "query"
+    POLL = "poll"
+    DAY1 = "day1"
+    ERA5 = "era5"
+    DOWNLOAD = "download"
+
+
+STEP_WORK_KIND: dict[StepName, WorkKind] = {
+    StepName.QUERY: WorkKind.QUERY,
+    StepName.POLL: WorkKind.POLL,
+    StepName.MANIFEST: WorkKind.POLL,
+    StepName.DAY1: WorkKind.DAY1,
+    StepName.ERA5: WorkKind.ERA5,
+    StepName.REFERENCE_DATA: WorkKind.DOWNLOAD,
+    StepName.ROUND_SETUP: WorkKind.DOWNLOAD,
+    StepName.ROUND_FINALIZE: WorkKind.DAY1,
+}
+
+
+class ErrorClass(StrEnum):
+    CONNECTION = "connection"  # refused / reset / DNS: retry with backoff
+    TIMEOUT = "timeout"  # retry with the timeout doubled (capped)
+    SERVER = "server"  # 5xx, 429, protocol hiccups: retry with backoff
+    INVALID = "invalid"  # bad shape, units, NaN, manifest: failed, no retry
+    REJECTED = "rejected"  # the miner refused the job: failed, no retry
+    MINER_FAILED = "miner_failed"  # the miner's own job failed: failed, no retry
+    TRUTH_NOT_READY = "truth_not_ready"  # waiting_for_truth, not an attempt
+    UNKNOWN = "unknown"  # anything else: retried with backoff, so a bug never kills a round
+
+
+_NO_RETRY = {ErrorClass.INVALID, ErrorClass.REJECTED, ErrorClass.MINER_FAILED}
+
+
+def classify(exc: BaseException) -> ErrorClass:
+    """Map an exception (ours, httpx's, or the OS's) to the class that decides its retry."""
+    if isinstance(exc, TruthNotAvailable):
+        return ErrorClass.TRUTH_NOT_READY
+    if isinstance(exc, InvalidDataError):
+        return ErrorClass.INVALID
+    if isinstance(exc, MinerRejected):
+        return ErrorClass.REJECTED
+    if isinstance(exc, MinerJobFailed):
+        return ErrorClass.MINER_FAILED
+    if isinstance(exc, httpx.TimeoutException | TimeoutError | asyncio.TimeoutError | socket.timeout):
+        return ErrorClass.TIMEOUT
+    if isinstance(
+        exc,
+        httpx.ConnectError
+        | ConnectionRefusedError
+        | ConnectionResetError
+        | ConnectionAbortedError
+        | BrokenPipeError
+        | socket.gaierror,
+    ):
+        return ErrorClass.CONNECTION
+    if isinstance(exc, httpx.HTTPStatusError):
+        code = exc.response.status_code
+        return ErrorClass.SERVER if code >= 500 or code in (408, 425, 429) else ErrorClass.INVALID
+    if isinstance(exc, httpx.TransportError | ssl.SSLError | SourceError | ConnectionError):
+        return ErrorClass.SERVER
+    return ErrorClass.UNKNOWN
+
+
+@dataclass(frozen=True)
+class RetryDecision:
+    status: StepStatus  # retry_scheduled, failed or waiting_for_truth
+    error_class: ErrorClass
+    next_retry_time: datetime | None
+    counts_as_attempt: bool
+    timeout_s: float | None = None  # the timeout to use on the next attempt, for timed calls
+
+    @property
+    def retries(self) -> bool:
+        return self.status is not StepStatus.FAILED
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff schedules and attempt limits, built once from settings (scaled down in test mode)."""
+
+    max_attempts: dict[WorkKind, int]
+    backoff_s: dict[WorkKind, tuple[float, ...]]
+    download_base_s: float
+    download_max_s: float
+    download_jitter: float
+    poll_first_delay_s: float
+    truth_recheck_s: float
+    timeout_cap_factor: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        r = settings.retry
+        scale = r.test_mode_time_scale if settings.test_mode else 1.0
+        return cls(
+            max_attempts={
+                WorkKind.QUERY: r.query_max_attempts,
+                WorkKind.POLL: r.poll_max_attempts,
+                WorkKind.DAY1: r.day1_max_attempts,
+                WorkKind.ERA5: r.era5_max_attempts,
+                WorkKind.DOWNLOAD: r.download_max_attempts,
+            },
+            backoff_s={
+                WorkKind.QUERY: tuple(v * scale for v in r.query_backoff_s),
+                WorkKind.POLL: (r.poll_interval_s * scale,),
+                WorkKind.DAY1: tuple(v * scale for v in r.day1_backoff_s),
+                WorkKind.ERA5: tuple(v * scale for v in r.era5_backoff_s),
+            },
+            download_base_s=r.download_base_backoff_s * scale,
+            download_max_s=r.download_max_backoff_s * scale,
+            download_jitter=r.download_jitter_fraction,
+            poll_first_delay_s=r.poll_first_delay_s * scale,
+            truth_recheck_s=r.truth_recheck_s * scale,
+            timeout_cap_factor=r.timeout_cap_factor,
+        )
+
+    def attempts_for(self, step: StepName | WorkKind) -> int:
+        kind = step if isinstance(step, WorkKind) else STEP_WORK_KIND[step]
+        return self.max_attempts[kind]
+
+    def backoff(self, kind: WorkKind, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based) before the next one."""
+        if attempt < 1:
+            raise ValueError(f"attempt must be >= 1, got {attempt}")
+        if kind is WorkKind.DOWNLOAD:
+            base = min(self.download_base_s * 2 ** (attempt - 1), self.download_max_s)
+            jitter = (rng or random.Random()).uniform(0.0, self.download_jitter) if self.download_jitter else 0.0
+            return base * (1.0 + jitter)
+        schedule = self.backoff_s[kind]
+        return schedule[min(attempt - 1, len(schedule) - 1)]
+
+    def next_retry_time(
+        self, kind: WorkKind, attempt: int, now: datetime, rng: random.Random | None = None
+    ) -> datetime | None:
+        """When to try again after ``attempt`` failed, or None when the attempts are used up."""
+        if attempt >= self.max_attempts[kind]:
+            return None
+        return now + timedelta(seconds=self.backoff(kind, attempt, rng))
+
+    def first_poll_time(self, accepted_at: datetime) -> datetime:
+        return accepted_at + timedelta(seconds=self.poll_first_delay_s)
+
+    def timeout_for(self, base_timeout_s: float, timeouts_so_far: int) -> float:
+        """Each timeout doubles the next call's timeout, capped at ``base x timeout_cap_factor``."""
+        return min(base_timeout_s * 2**timeouts_so_far, base_timeout_s * self.timeout_cap_factor)
+
+    def decide(
+        self,
+        kind: WorkKind,
+        error: BaseException,
+        attempt: int,
+        now: datetime,
+        *,
+        base_timeout_s: float | None = None,
+        timeouts_so_far: int = 0,
+        rng: random.Random | None = None,
+    ) -> RetryDecision:
+        """The single answer to "this attempt failed with this error: now what?"."""
+        error_class = classify(error)
+        if error_class is ErrorClass.TRUTH_NOT_READY:
+            return RetryDecision(
+                StepStatus.WAITING_FOR_TRUTH,
+                error_class,
+                now + timedelta(seconds=self.truth_recheck_s),
+                counts_as_attempt=False,
+            )
+        if error_class in _NO_RETRY:
+            return RetryDecision(StepStatus.FAILED, error_class, None, counts_as_attempt=True)
+        when = self.next_retry_time(kind, attempt, now, rng)
+        if when is None:
+            return RetryDecision(StepStatus.FAILED, error_class, None, counts_as_attempt=True)
+        timeout = None
+        if base_timeout_s is not None:
+            extra = 1 if error_class is ErrorClass.TIMEOUT else 0
+            timeout = self.timeout_for(base_timeout_s, timeouts_so_far + extra)
+        return RetryDecision(StepStatus.RETRY_SCHEDULED, error_class, when, True, timeout)

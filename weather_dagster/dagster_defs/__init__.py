@@ -1,0 +1,1 @@
+"""The thin Dagster layer: resources, assets, checks, sensors and schedules over the plain modules."""

@@ -1,0 +1,20 @@
+"""Round scheduling, retention and concurrency settings (SPEC sections 1, 2 and 9)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from weather_dagster.settings._base import SettingsSection
+
+
+class RoundSettings(SettingsSection):
+    trigger_hour_utc: int = Field(18, ge=0, le=23)
+    trigger_jitter_max_minutes: int = Field(30, ge=0, le=360)
+    gfs_cycle_hour_utc: int = Field(0, ge=0, le=18, multiple_of=6)
+    previous_step_offset_hours: int = Field(6, ge=0, le=48)
+    expire_after_days: float = Field(16.0, gt=0.0, le=90.0)
+    partition_retention_days: int = Field(45, ge=16, le=3650)
+    partitions_start_date: str = Field("2025-01-01", pattern=r"^\d{4}-\d{2}-\d{2}$")
+    miner_http_pool_limit: int = Field(1, ge=1, le=64)
+    scoring_pool_limit: int = Field(1, ge=1, le=64)
+    sensor_dry_run: bool = False
