@@ -14,7 +14,6 @@ class RoundSettings(SettingsSection):
     previous_step_offset_hours: int = Field(6, ge=0, le=48)
     expire_after_days: float = Field(16.0, gt=0.0, le=90.0)
     partition_retention_days: int = Field(45, ge=16, le=3650)
-    partitions_start_date: str = Field("2025-01-01", pattern=r"^\d{4}-\d{2}-\d{2}$")
     miner_http_pool_limit: int = Field(1, ge=1, le=64)
     scoring_pool_limit: int = Field(1, ge=1, le=64)
     sensor_dry_run: bool = False

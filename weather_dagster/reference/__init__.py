@@ -1,0 +1,1 @@
+"""Reference data: the canonical grid and variables, truth sources (GFS, ERA5, climatology), caches."""

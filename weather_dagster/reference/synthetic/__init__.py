@@ -1,0 +1,1 @@
+"""Offline stand-in for the public sources: a deterministic atmosphere written in the real formats."""
