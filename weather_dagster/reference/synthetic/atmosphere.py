@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import xarray as xr
@@ -139,6 +139,21 @@ class SyntheticAtmosphere:
                 amplitude = noise * 0.002 * (1.0 if level_hpa is None else level_hpa / 1000.0)
             values = values + self._noise(variable, level_hpa, amplitude, (noise_seed, valid_time.isoformat()))
         return self._finish(variable, values)
+
+    def gfs_forecast(self, variable: str, level_hpa: int | None, init_time: datetime, lead_hours: int) -> np.ndarray:
+        """The synthetic GFS forecast: truth at init + lead with a small error growing with lead.
+
+        One definition serves the synthetic GRIB2 files and the demo miner that clones GFS, so a clone
+        is exactly as close to the reference as a real copy would be.
+        """
+        return self.field(
+            variable,
+            level_hpa,
+            init_time + timedelta(hours=lead_hours),
+            phase_shift_deg=0.05 * lead_hours,
+            noise=0.002 * lead_hours,
+            noise_seed="gfs",
+        )
 
     @staticmethod
     def _finish(variable: str, values: np.ndarray) -> np.ndarray:
