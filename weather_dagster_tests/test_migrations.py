@@ -5,7 +5,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from weather_dagster.db.engine import current_revision, downgrade, head_revision, make_engine, upgrade
+from weather_dagster.db.engine import Database, current_revision, downgrade, head_revision, make_engine, upgrade
 from weather_dagster.db.schema import forecast_runs, forecast_steps, metadata
 from weather_dagster_tests.helpers import make_round
 
@@ -79,3 +79,12 @@ def test_status_columns_are_constrained(database) -> None:
         conn.execute(sa.update(forecast_runs).where(forecast_runs.c.id == run_id).values(status="exploded"))
     with pytest.raises(sa.exc.IntegrityError), database.engine.begin() as conn:
         conn.execute(sa.update(forecast_runs).where(forecast_runs.c.id == run_id).values(gfs_init_time_utc=None))
+
+
+def test_database_migrates_itself_on_first_use(db_url: str) -> None:
+    database = Database(db_url)
+    try:
+        assert current_revision(database.engine) == head_revision()
+        assert _product_tables(database.engine) == set(metadata.tables)
+    finally:
+        database.dispose()

@@ -149,3 +149,18 @@ def test_round_and_miner_status_machines_are_enforced(database, run_id: int) -> 
         assert conn.execute(sa.select(forecast_runs.c.status)).scalar() == "gfs_downloading"
         assert conn.execute(sa.select(miner_responses.c.job_id)).scalar() == "j1"
     assert _stats(database.engine)["forecast_status"] == "fetch_initiated"
+
+
+def test_batch_keeps_each_transition_independent(database, steps: StepLog, run_id: int) -> None:
+    done = StepKey(run_id, 7, "hk7", StepName.QUERY)
+    steps.start(done, now=NOW)
+    steps.succeed(done, now=NOW)
+    fresh = [StepKey(run_id, 7, "hk7", StepName.ERA5, lead_hours=24 * i) for i in (1, 2)]
+    with steps.batch() as batch:
+        batch.start(fresh[0], now=NOW)
+        with pytest.raises(IllegalTransition):
+            batch.start(done, now=NOW)  # illegal: the batch goes on untouched
+        batch.start(fresh[1], now=NOW)
+        batch.succeed(fresh[1], now=NOW)
+    assert [steps.get(k).status for k in fresh] == ["in_progress", "succeeded"]
+    assert steps.get(done).status == "succeeded"

@@ -50,7 +50,10 @@ def make_engine(url: str, **kwargs) -> sa.Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, **kwargs)
+    # No pool_pre_ping: it costs a round trip per transaction (a third of a step-log write). A connection
+    # broken by a server restart fails one statement, SQLAlchemy then invalidates the whole pool, and
+    # the step log's retry machinery re-runs that unit of work on fresh connections.
+    return sa.create_engine(url, pool_recycle=3600, **kwargs)
 
 
 def alembic_config(url: str) -> Config:

@@ -11,13 +11,16 @@ Callers pass ``attempt`` explicitly (the claim returns it), never "increment", f
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from weather_dagster.core.errors import sanitize_error
 from weather_dagster.core.retry import STEP_WORK_KIND, RetryDecision, RetryPolicy, WorkKind
@@ -85,9 +88,28 @@ def _bounded_context(context: Mapping[str, Any] | None) -> dict[str, Any] | None
 class StepLog:
     """Writes step transitions; one instance per process, sharing the engine and the retry policy."""
 
-    def __init__(self, engine: sa.Engine, policy: RetryPolicy) -> None:
+    def __init__(self, engine: sa.Engine, policy: RetryPolicy, *, connection: sa.Connection | None = None) -> None:
         self.engine = engine
         self.policy = policy
+        self._connection = connection
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[StepLog]:
+        """Many transitions in one transaction (e.g. a polling run recording 255 outcomes).
+
+        Each transition is still guarded on its own: an illegal one raises without touching the
+        database state (the guard just matches no row), so the caller may catch it and go on.
+        """
+        if self._connection is not None:
+            yield self
+            return
+        with self.engine.begin() as conn:
+            yield StepLog(self.engine, self.policy, connection=conn)
+
+    def _begin(self) -> contextlib.AbstractContextManager[sa.Connection]:
+        if self._connection is not None:
+            return contextlib.nullcontext(self._connection)
+        return self.engine.begin()
 
     # -- public transitions -------------------------------------------------------------------
 
@@ -105,7 +127,7 @@ class StepLog:
             "created_at": now,
             "updated_at": now,
         }
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(insert_for(conn, forecast_steps).values(**values).on_conflict_do_nothing())
 
     def start(
@@ -229,81 +251,176 @@ class StepLog:
         *,
         last_error: str | None,
     ) -> None:
-        allowed_from = sorted(predecessors("step", target))
-        with self.engine.begin() as conn:
-            changed = apply_step_transition(conn, key, target, fields, now, allowed_from)
-            if not changed:
-                current = conn.execute(sa.select(forecast_steps.c.status).where(key.where())).scalar_one_or_none()
-                raise IllegalTransition("step", current or "(no row)", target)
+        allowed_from = tuple(sorted(predecessors("step", target)))
+        step_values = {**key.as_values(), "status": target.value, **fields, "updated_at": now}
+        stats_values = _stats_values(key, target, now, fields.get("next_retry_time"), last_error)
+        max_attempts = self.policy.attempts_for(key.step_name)
+        with self._begin() as conn:
+            if conn.dialect.name == "postgresql" and key.is_miner_step:
+                # One round trip: the step upsert and the stats update as data-modifying CTEs.
+                stmt, params = _combined_statement(key, step_values, stats_values, allowed_from, max_attempts)
+                step_id, stats_rows = conn.execute(stmt, params).one()
+                if step_id is None:
+                    self._raise_illegal(conn, key, target)
+                if stats_rows:
+                    return
+            stmt, params = _step_statement(conn.dialect.name, key, step_values, allowed_from)
+            row = conn.execute(stmt, params).first()
+            if row is None:
+                self._raise_illegal(conn, key, target)
             if key.is_miner_step:
-                retry_count = fields.get("retry_count")
-                if retry_count is None:
-                    retry_count = conn.execute(sa.select(forecast_steps.c.retry_count).where(key.where())).scalar_one()
-                refresh_stats_for_step(
-                    conn,
-                    key,
-                    target,
-                    now,
-                    retries_remaining=max(0, self.policy.attempts_for(key.step_name) - retry_count),
-                    next_retry=fields.get("next_retry_time"),
-                    last_error=last_error,
-                )
+                stats_values["retries_remaining"] = max(0, max_attempts - row.retry_count)
+                refresh_stats(conn, key, stats_values, now)
+
+    @staticmethod
+    def _raise_illegal(conn: sa.Connection, key: StepKey, target: StepStatus) -> None:
+        current = conn.execute(sa.select(forecast_steps.c.status).where(key.where())).scalar_one_or_none()
+        raise IllegalTransition("step", current or "(no row)", target)
 
 
-def apply_step_transition(
-    conn: sa.Connection,
-    key: StepKey,
-    target: StepStatus,
-    fields: dict[str, Any],
-    now: datetime,
-    allowed_from: list[str],
-) -> bool:
-    """One statement: upsert the row if its stored status may move to ``target``. False if not."""
-    values = {**key.as_values(), "status": target.value, **fields, "updated_at": now}
-    guard = forecast_steps.c.status.in_(allowed_from)
-    if StepStatus.PENDING.value in allowed_from:
-        # A missing row counts as pending: insert it directly in the target state.
-        stmt = insert_for(conn, forecast_steps).values(**values, created_at=now)
-        update_cols = {k: stmt.excluded[k] for k in values if k not in key.as_values()}
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(key.as_values()), set_=update_cols, where=guard
-        ).returning(forecast_steps.c.id)
-        return conn.execute(stmt).first() is not None
-    result = conn.execute(sa.update(forecast_steps).where(key.where(), guard).values(**values))
-    return result.rowcount == 1
+_KEY_COLUMNS = ("run_id", "miner_uid", "miner_hotkey", "step_name", "substep", "lead_hours")
+_STATS_KEY = ("run_id", "miner_uid", "miner_hotkey")
 
 
-def refresh_stats_for_step(
-    conn: sa.Connection,
-    key: StepKey,
-    status: StepStatus,
-    now: datetime,
-    *,
-    retries_remaining: int | None,
-    next_retry: datetime | None,
-    last_error: str | None,
-) -> None:
-    """Keep the miner's stats row (SPEC ``weather_forecast_stats``) in step with its latest step."""
+@functools.lru_cache(maxsize=128)
+def _step_upsert(dialect: str, columns: tuple[str, ...], allowed_from: tuple[str, ...]) -> sa.Executable:
+    """Built once per shape: rebuilding ``ON CONFLICT`` statements per call cost more than the SQL."""
+    table = forecast_steps
+    stmt = (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)).values(
+        {name: sa.bindparam(f"v_{name}") for name in columns}
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=list(_KEY_COLUMNS),
+        set_={name: stmt.excluded[name] for name in columns if name not in _KEY_COLUMNS and name != "created_at"},
+        where=table.c.status.in_(allowed_from),
+    ).returning(table.c.id, table.c.retry_count)
+
+
+@functools.lru_cache(maxsize=128)
+def _step_update(columns: tuple[str, ...], allowed_from: tuple[str, ...]) -> sa.Executable:
+    table = forecast_steps
+    return (
+        sa.update(table)
+        .where(*(table.c[k] == sa.bindparam(f"key_{k}") for k in _KEY_COLUMNS), table.c.status.in_(allowed_from))
+        .values({name: sa.bindparam(f"v_{name}") for name in columns if name not in _KEY_COLUMNS})
+        .returning(table.c.id, table.c.retry_count)
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _stats_update(columns: tuple[str, ...]) -> sa.Executable:
+    table = forecast_stats
+    return (
+        sa.update(table)
+        .where(*(table.c[k] == sa.bindparam(f"key_{k}") for k in _STATS_KEY))
+        .values({name: sa.bindparam(name) for name in columns})
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _stats_insert(dialect: str, columns: tuple[str, ...]) -> sa.Executable:
+    table = forecast_stats
+    init_time = (
+        sa.select(forecast_runs.c.gfs_init_time_utc)
+        .where(forecast_runs.c.id == sa.bindparam("run_id"))
+        .scalar_subquery()
+    )
+    stmt = (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)).values(
+        {**{name: sa.bindparam(name) for name in columns}, "forecast_init_time": init_time}
+    )
+    return stmt.on_conflict_do_nothing()
+
+
+def _stats_values(
+    key: StepKey, status: StepStatus, now: datetime, next_retry: datetime | None, last_error: str | None
+) -> dict[str, Any]:
+    """What a step transition tells the miner's stats row (SPEC ``weather_forecast_stats``)."""
     values: dict[str, Any] = {
         "current_forecast_stage": key.stage,
         "current_forecast_status": status.value,
-        "retries_remaining": retries_remaining,
         "next_scheduled_retry": next_retry,
         "updated_at": now,
     }
     if last_error is not None:
         values["last_error_message"] = last_error
-    init_time = sa.select(forecast_runs.c.gfs_init_time_utc).where(forecast_runs.c.id == key.run_id).scalar_subquery()
-    stmt = insert_for(conn, forecast_stats).values(
-        run_id=key.run_id,
-        miner_uid=key.miner_uid,
-        miner_hotkey=key.miner_hotkey,
-        forecast_init_time=init_time,
-        forecast_status="created",
-        created_at=now,
+    return values
+
+
+def _step_statement(
+    dialect: str, key: StepKey, values: dict[str, Any], allowed_from: tuple[str, ...]
+) -> tuple[sa.Executable, dict[str, Any]]:
+    """The guarded step write: an upsert when a missing row may count as pending, else an update."""
+    # Parameters are prefixed: an UPDATE compiled beside them treats any parameter named like one of its
+    # columns as a SET value, which would corrupt the combined PostgreSQL statement.
+    if StepStatus.PENDING.value in allowed_from:
+        values = {**values, "created_at": values["updated_at"]}
+        return _step_upsert(dialect, tuple(values), allowed_from), {f"v_{k}": v for k, v in values.items()}
+    params = {**{f"v_{k}": v for k, v in values.items()}, **{f"key_{k}": v for k, v in key.as_values().items()}}
+    return _step_update(tuple(values), allowed_from), params
+
+
+def _stats_params(key: StepKey, values: dict[str, Any]) -> dict[str, Any]:
+    return {
         **values,
+        "key_run_id": key.run_id,
+        "key_miner_uid": key.miner_uid,
+        "key_miner_hotkey": key.miner_hotkey,
+    }
+
+
+def refresh_stats(conn: sa.Connection, key: StepKey, values: dict[str, Any], now: datetime) -> None:
+    """Update the miner's stats row; the round seeds it, so insert only when it is missing."""
+    params = _stats_params(key, values)
+    if conn.execute(_stats_update(tuple(values)), params).rowcount:
+        return
+    row = {
+        "run_id": key.run_id,
+        "miner_uid": key.miner_uid,
+        "miner_hotkey": key.miner_hotkey,
+        "forecast_status": "created",
+        "created_at": now,
+        "updated_at": now,
+    }
+    conn.execute(_stats_insert(conn.dialect.name, tuple(row)), row)
+    conn.execute(_stats_update(tuple(values)), params)
+
+
+def _combined_statement(
+    key: StepKey,
+    step_values: dict[str, Any],
+    stats_values: dict[str, Any],
+    allowed_from: tuple[str, ...],
+    max_attempts: int,
+) -> tuple[sa.Executable, dict[str, Any]]:
+    stmt, params = _step_statement("postgresql", key, step_values, allowed_from)
+    stats_params = {f"s_{k}": v for k, v in _stats_params(key, stats_values).items()}
+    combined = _combined(stmt, tuple(stats_values))
+    return combined, {**params, **stats_params, "s_max_attempts": max_attempts}
+
+
+@functools.lru_cache(maxsize=128)
+def _combined(step_stmt: sa.Executable, stats_columns: tuple[str, ...]) -> sa.Executable:
+    step = step_stmt.cte("step")
+    table = forecast_stats
+    stats = (
+        sa.update(table)
+        .where(
+            *(table.c[k] == sa.bindparam(f"s_key_{k}") for k in _STATS_KEY),
+            sa.exists(sa.select(step.c.id)),
+        )
+        .values(
+            {
+                **{name: sa.bindparam(f"s_{name}") for name in stats_columns},
+                "retries_remaining": sa.func.greatest(
+                    0,
+                    sa.bindparam("s_max_attempts", type_=sa.Integer) - sa.select(step.c.retry_count).scalar_subquery(),
+                ),
+            }
+        )
+        .returning(table.c.id)
+        .cte("stats")
     )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["run_id", "miner_uid", "miner_hotkey"], set_={k: stmt.excluded[k] for k in values}
+    return sa.select(
+        sa.select(step.c.id).scalar_subquery().label("step_id"),
+        sa.select(sa.func.count()).select_from(stats).scalar_subquery().label("stats_rows"),
     )
-    conn.execute(stmt)
