@@ -31,15 +31,16 @@ def thickness_weights(levels_hpa: Sequence[int]) -> dict[int, float]:
 
 
 def combine_levels(values: Mapping[int, float], weights: Mapping[int, float]) -> float:
-    """Thickness-weighted mean of per-level values, renormalised over the finite ones (NaN if none).
+    """Thickness-weighted mean of per-level values, renormalised over the defined ones (NaN if none).
 
-    A level whose metric is undefined (e.g. a constant field gives no correlation) is left out rather
-    than poisoning the variable; the remaining weights are renormalised.
+    A level whose metric is undefined (NaN: e.g. a constant field gives no correlation) is left out
+    rather than poisoning the variable, and the remaining weights are renormalised; an infinite value
+    (a skill of -inf against a perfect reference) is kept and makes the combination infinite.
     """
     total = 0.0
     weight_sum = 0.0
     for level, value in values.items():
-        if value is None or not math.isfinite(value):
+        if value is None or math.isnan(value):
             continue
         w = weights[level]
         total += w * value
