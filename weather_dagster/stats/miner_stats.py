@@ -56,14 +56,13 @@ def compute_miner_stats(conn: sa.Connection, uid: int, hotkey: str) -> dict:
         else ""
         for row in rows
     ]
+    # The current streak: how many of the latest decided rounds share the latest outcome.
     consecutive = {"success": 0, "failure": 0}
-    for outcome in reversed([o for o in outcomes if o]):
-        if consecutive["success"] == 0 and consecutive["failure"] == 0 or consecutive[outcome]:
-            if consecutive["success" if outcome == "failure" else "failure"]:
-                break
-            consecutive[outcome] += 1
-        else:
+    decided = [o for o in outcomes if o]
+    for outcome in reversed(decided):
+        if outcome != decided[-1]:
             break
+        consecutive[outcome] += 1
     overall = [row.overall_forecast_score for row in rows if row.overall_forecast_score is not None]
     hosting = [row.hosting_status for row in rows if row.hosting_status]
     successes, failures = outcomes.count("success"), outcomes.count("failure")
