@@ -154,11 +154,11 @@ class DatabaseWeightPublisher:
 
     name = "database"
 
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
+    def __init__(self, database) -> None:
+        self.database = database  # anything with ``.engine`` (a ``Database``): resolved only when publishing
 
     def publish(self, vector: WeightVector, computed_for: datetime, now: datetime) -> None:
-        with self.engine.begin() as conn:
+        with self.database.engine.begin() as conn:
             stmt = insert_for(conn, weight_sets).values(
                 computed_for=computed_for,
                 window_days=int(vector.details.get("window_days", 0)),
