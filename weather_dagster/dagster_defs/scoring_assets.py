@@ -95,7 +95,7 @@ def day1_score(
         outcome = Outcome(None, "skipped", "no round for this date")
     else:
         steps = step_log(settings, db)
-        outcome = run_day1(db.engine, steps, settings, scoring_inputs, run_id, uid, dagster_run_id=context.run_id)
+        outcome = run_day1(db.engine, steps, settings, scoring_inputs, run_id, uid, dagster_run_id=context.run.run_id)
     rollup = outcome.rollup
     day1 = rollup.day1_score if rollup else None
     yield MaterializeResult(
@@ -142,7 +142,7 @@ def era5_score(
         outcome = Outcome(None, "skipped", "no round for this date")
     else:
         steps = step_log(settings, db)
-        outcome = run_era5(db.engine, steps, settings, scoring_inputs, run_id, uid, dagster_run_id=context.run_id)
+        outcome = run_era5(db.engine, steps, settings, scoring_inputs, run_id, uid, dagster_run_id=context.run.run_id)
     rollup = outcome.rollup
     done = sorted(lead for lead, state in outcome.leads.items() if state == "done")
     yield MaterializeResult(

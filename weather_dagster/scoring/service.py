@@ -27,6 +27,7 @@ from weather_dagster.scoring.inputs import ScoringInputs
 from weather_dagster.scoring.store import (
     ResponseKey,
     Rollup,
+    clean,
     read_rollup,
     refresh_forecast_stats,
     write_day1,
@@ -145,7 +146,9 @@ def run_day1(
         write_day1(conn, key, result, now)
         rollup = refresh_forecast_stats(conn, key, settings.scoring, now)
         _move(conn, key, status, _M.DAY1_SCORED, now, day1_scored_at=now)
-    steps.succeed(step, attempt=attempt, latency_ms=(time.perf_counter() - started) * 1e3, context=result.summary())
+    steps.succeed(
+        step, attempt=attempt, latency_ms=(time.perf_counter() - started) * 1e3, context=clean(result.summary())
+    )
     per_variable = {
         f"{c.variable}@{c.lead_hours}h": {
             "skill": c.skill_after_penalty if math.isfinite(c.skill_after_penalty) else None,
@@ -219,7 +222,7 @@ def run_era5(
             outcome.rollup = refresh_forecast_stats(conn, key, settings.scoring, now)
         if result.status == SCORED:
             steps.succeed(
-                step, attempt=attempt, latency_ms=(time.perf_counter() - started) * 1e3, context=result.summary()
+                step, attempt=attempt, latency_ms=(time.perf_counter() - started) * 1e3, context=clean(result.summary())
             )
             outcome.leads[lead] = "done"
             outcome.per_variable = {
