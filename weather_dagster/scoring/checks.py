@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from weather_dagster.core.errors import InvalidDataError
@@ -35,6 +36,29 @@ class FieldCheck:
     filled_points: int  # cells (interior or seam) replaced by climatology
 
 
+@numba.njit(cache=True, nogil=True)
+def _scan(field, limit):  # pragma: no cover - compiled
+    """(values beyond +-limit incl. inf, non-finite interior cells, non-finite cells) in one pass."""
+    extreme = 0
+    interior = 0
+    total = 0
+    nlat, nlon = field.shape
+    for i in range(nlat):
+        edge_row = i == 0 or i == nlat - 1
+        for j in range(nlon):
+            v = field[i, j]
+            if np.isfinite(v):
+                if abs(v) > limit:
+                    extreme += 1
+            else:
+                if np.isinf(v):
+                    extreme += 1
+                total += 1
+                if not (edge_row or j == 0 or j == nlon - 1):
+                    interior += 1
+    return extreme, interior, total
+
+
 def interior_coverage(field: np.ndarray) -> float:
     interior = field[1:-1, 1:-1]
     if interior.size == 0:
@@ -46,19 +70,17 @@ def check_and_fill(
     field: np.ndarray, climatology: np.ndarray, label: str, settings: ScoringSettings
 ) -> tuple[np.ndarray, FieldCheck]:
     """The field ready to score (gaps filled) and what was found; raises as the module describes."""
-    with np.errstate(invalid="ignore"):
-        extreme = np.abs(field) > settings.extreme_value_limit
-    if np.any(extreme):
-        raise InvalidDataError(
-            f"{label}: {int(np.count_nonzero(extreme))} values beyond +-{settings.extreme_value_limit:g}"
-        )
-    finite = np.isfinite(field)
-    if finite.all():
+    field = np.ascontiguousarray(field, dtype=np.float32)
+    extreme, bad_interior, bad = _scan(field, float(settings.extreme_value_limit))
+    if extreme:
+        raise InvalidDataError(f"{label}: {extreme} values beyond +-{settings.extreme_value_limit:g}")
+    if bad == 0:
         return field, FieldCheck(1.0, 0)
-    coverage = interior_coverage(field)
+    n_interior = max(0, field.shape[0] - 2) * max(0, field.shape[1] - 2)
+    coverage = 1.0 - bad_interior / n_interior if n_interior else interior_coverage(field)
     if coverage < settings.min_finite_coverage_reject:
         raise InvalidDataError(f"{label}: finite coverage {coverage:.4f} < {settings.min_finite_coverage_reject}")
     if coverage < settings.min_finite_coverage_lead:
         raise LeadFailed(f"{label}: finite coverage {coverage:.6f} < {settings.min_finite_coverage_lead}")
-    filled = np.where(finite, field, climatology).astype(np.float32)
-    return filled, FieldCheck(coverage, int(finite.size - np.count_nonzero(finite)))
+    filled = np.where(np.isfinite(field), field, climatology).astype(np.float32)
+    return filled, FieldCheck(coverage, int(bad))
