@@ -200,3 +200,18 @@ def steps_key(run_id: int, lead: int):
     from weather_dagster.db.steps import StepKey
 
     return StepKey(run_id, 1, "hk1", StepName.ERA5, lead_hours=lead)
+
+
+def test_definitions_load_without_connecting_and_unconfigured_inputs_say_so(tmp_path):
+    from dagster import Definitions
+
+    from weather_dagster.scoring.inputs import UnconfiguredScoringInputs
+
+    settings = load_settings(data_dir=tmp_path / "data")
+    defs = build_definitions(settings)
+    Definitions.validate_loadable(defs)
+    assert not (tmp_path / "data").exists()  # nothing connected or migrated at load time
+    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {"day1_score", "era5_score", "subnet_snapshot", "miner_stats", "round_weights"} <= keys
+    with pytest.raises(RuntimeError, match="scoring inputs are not configured"):
+        UnconfiguredScoringInputs().forecast(1, 1, "hk")
