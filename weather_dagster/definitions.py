@@ -5,13 +5,24 @@ from __future__ import annotations
 from dagster import Definitions
 
 from weather_dagster.dagster_defs.resources import build_resources
+from weather_dagster.dagster_defs.scoring_assets import SCORING_ASSETS, scoring_resources
 from weather_dagster.db.engine import Database
+from weather_dagster.scoring.inputs import ScoringInputs
 from weather_dagster.settings import Settings, load_settings
+from weather_dagster.stats.weights import WeightPublisher
 
 
-def build_definitions(settings: Settings | None = None, database: Database | None = None) -> Definitions:
+def build_definitions(
+    settings: Settings | None = None,
+    database: Database | None = None,
+    *,
+    scoring_inputs: ScoringInputs | None = None,
+    weight_publisher: WeightPublisher | None = None,
+) -> Definitions:
     settings = settings or load_settings()
-    return Definitions(assets=[], resources=build_resources(settings, database))
+    resources = build_resources(settings, database)
+    resources.update(scoring_resources(resources["db"], scoring_inputs, weight_publisher))
+    return Definitions(assets=[*SCORING_ASSETS], resources=resources)
 
 
 defs = build_definitions()

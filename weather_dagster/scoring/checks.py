@@ -1,0 +1,86 @@
+"""Verification of one miner field before it is scored (SPEC section 8, ERA5 rules).
+
+Order, per field:
+1. any ``|value| > extreme_value_limit`` (inf included) rejects the whole forecast (InvalidDataError);
+2. finite coverage below ``min_finite_coverage_reject`` (0.1) rejects the whole forecast;
+3. coverage below ``min_finite_coverage_lead`` (0.9985) fails this lead only (:class:`LeadFailed`);
+4. the remaining non-finite cells are filled with climatology.
+
+The one-cell seam: non-finite cells on the outer ring of the grid (the two pole rows and the first
+and last longitude columns, where regridding and wrap-around produce gaps) do not count against the
+coverage; they are filled with climatology like any other gap. Coverage is therefore the finite
+fraction of the interior cells. The SPEC leaves the exact seam open; this is the reading that
+tolerates exactly one cell at every edge and nothing more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from weather_dagster.core.errors import InvalidDataError
+from weather_dagster.settings import ScoringSettings
+
+
+class LeadFailed(Exception):
+    """This lead cannot be scored for this miner (coverage too low); earlier leads stand."""
+
+    category = "coverage"
+
+
+@dataclass(frozen=True)
+class FieldCheck:
+    coverage: float  # finite fraction of the interior cells
+    filled_points: int  # cells (interior or seam) replaced by climatology
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan(field, limit):  # pragma: no cover - compiled
+    """(values beyond +-limit incl. inf, non-finite interior cells, non-finite cells) in one pass."""
+    extreme = 0
+    interior = 0
+    total = 0
+    nlat, nlon = field.shape
+    for i in range(nlat):
+        edge_row = i == 0 or i == nlat - 1
+        for j in range(nlon):
+            v = field[i, j]
+            if np.isfinite(v):
+                if abs(v) > limit:
+                    extreme += 1
+            else:
+                if np.isinf(v):
+                    extreme += 1
+                total += 1
+                if not (edge_row or j == 0 or j == nlon - 1):
+                    interior += 1
+    return extreme, interior, total
+
+
+def interior_coverage(field: np.ndarray) -> float:
+    interior = field[1:-1, 1:-1]
+    if interior.size == 0:
+        return float(np.isfinite(field).mean())
+    return float(np.count_nonzero(np.isfinite(interior)) / interior.size)
+
+
+def check_and_fill(
+    field: np.ndarray, climatology: np.ndarray, label: str, settings: ScoringSettings
+) -> tuple[np.ndarray, FieldCheck]:
+    """The field ready to score (gaps filled) and what was found; raises as the module describes."""
+    field = np.ascontiguousarray(field, dtype=np.float32)
+    extreme, bad_interior, bad = _scan(field, float(settings.extreme_value_limit))
+    if extreme:
+        raise InvalidDataError(f"{label}: {extreme} values beyond +-{settings.extreme_value_limit:g}")
+    if bad == 0:
+        return field, FieldCheck(1.0, 0)
+    n_interior = max(0, field.shape[0] - 2) * max(0, field.shape[1] - 2)
+    coverage = 1.0 - bad_interior / n_interior if n_interior else interior_coverage(field)
+    if coverage < settings.min_finite_coverage_reject:
+        raise InvalidDataError(f"{label}: finite coverage {coverage:.4f} < {settings.min_finite_coverage_reject}")
+    if coverage < settings.min_finite_coverage_lead:
+        raise LeadFailed(f"{label}: finite coverage {coverage:.6f} < {settings.min_finite_coverage_lead}")
+    filled = np.where(np.isfinite(field), field, climatology).astype(np.float32)
+    return filled, FieldCheck(coverage, int(bad))

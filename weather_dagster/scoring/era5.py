@@ -1,0 +1,202 @@
+"""ERA5 scoring of one lead (truth ERA5 at init + lead), field-major over one or more miners.
+
+Streaming: for each of the 69 (variable, level) fields, the truth and climatology are read once,
+then each miner's field is read, verified (``checks``), scored with the kernel and dropped. Memory is
+a few fields whatever the number of miners; a miner's bad data only fails that miner.
+
+Per level: RMSE, ACC and skill vs climatology (bias-corrected forecast, as everywhere in SPEC
+section 8). Per variable: levels combined with layer-thickness weights. Lead score =
+0.6 x mean(clamp(SS, 0, 1)) + 0.3 x mean((ACC + 1) / 2) + 0.1 x mean(1 / (1 + RMSE / ref)), clamped
+to [0, 1]; ``ref`` is the middle of this miner's sorted per-variable RMSEs for the lead (index n // 2,
+mixing units like the reference) or, with ``rmse_normalisation="climatology"``, each variable's
+climatology RMSE (unit-consistent). A lead missing any variable, or with an undefined combined
+metric, is not aggregated (status ``incomplete``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from weather_dagster.core.errors import InvalidDataError
+from weather_dagster.reference.interfaces import ClimatologySource, FieldSource, ForecastSource
+from weather_dagster.reference.variables import VARIABLES
+from weather_dagster.scoring.checks import LeadFailed, check_and_fill
+from weather_dagster.scoring.day1 import climatology_slot
+from weather_dagster.scoring.kernel import FieldMetrics, field_metrics, latitude_weights
+from weather_dagster.scoring.levels import combine_levels, thickness_weights
+from weather_dagster.scoring.regrid import to_grid
+from weather_dagster.settings import ScoringSettings
+
+SCORED = "scored"
+FAILED = "failed"  # coverage below the lead threshold
+REJECTED = "rejected"  # extreme values / almost no data: the forecast is invalid
+INCOMPLETE = "incomplete"  # a variable could not be combined
+
+
+@dataclass
+class LevelComponent:
+    variable: str
+    level: int | None
+    metrics: FieldMetrics
+    weight: float
+    coverage: float
+    filled_points: int
+    duration_ms: float
+
+
+@dataclass
+class VariableScore:
+    variable: str
+    rmse: float
+    acc: float
+    skill: float
+    climatology_rmse: float
+    levels: list[LevelComponent] = field(default_factory=list)
+
+
+@dataclass
+class LeadResult:
+    lead_hours: int
+    valid_time: datetime
+    status: str = SCORED
+    reason: str = ""
+    score: float = math.nan
+    rmse_reference: float = math.nan
+    variables: dict[str, VariableScore] = field(default_factory=dict)
+    duration_ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == SCORED and math.isfinite(self.score)
+
+    def summary(self) -> dict:
+        return {
+            "lead_hours": self.lead_hours,
+            "status": self.status,
+            "reason": self.reason,
+            "score": self.score,
+            "rmse_reference": self.rmse_reference,
+            "variables": {
+                name: {"rmse": v.rmse, "acc": v.acc, "skill": v.skill} for name, v in sorted(self.variables.items())
+            },
+        }
+
+
+def era5_fields(settings: ScoringSettings) -> list[tuple[str, int | None]]:
+    fields: list[tuple[str, int | None]] = [(name, None) for name in settings.surface_variables]
+    for name in settings.atmospheric_variables:
+        fields.extend((name, level) for level in settings.pressure_levels_hpa)
+    return fields
+
+
+def lead_score(variables: Mapping[str, VariableScore], settings: ScoringSettings) -> tuple[float, float]:
+    """(score, rmse reference) from the per-variable combined metrics.
+
+    A metric that is undefined (NaN: e.g. a correlation of a field with no anomaly) is left out of
+    its mean, as the reference filters non-finite values; a skill of ``-inf`` (perfect climatology,
+    imperfect forecast) clamps to 0. NaN when no variable has a finite RMSE.
+    """
+    values = list(variables.values())
+    finite_rmse = [v for v in values if math.isfinite(v.rmse)]
+    if not values or not finite_rmse:
+        return math.nan, math.nan
+    skills = [min(1.0, max(0.0, v.skill)) for v in values if not math.isnan(v.skill)]
+    accs = [(v.acc + 1.0) / 2.0 for v in values if math.isfinite(v.acc)]
+    if settings.rmse_normalisation == "reference_median":
+        rmses = sorted(v.rmse for v in finite_rmse)
+        ref = rmses[len(rmses) // 2]
+        pairs = [(v.rmse, ref) for v in finite_rmse]
+    else:
+        ref = math.nan
+        pairs = [(v.rmse, v.climatology_rmse) for v in finite_rmse]
+    rmse_terms = [1.0 / (1.0 + rmse / r) if r > 0 else (1.0 if rmse == 0 else 0.0) for rmse, r in pairs]
+    score = (
+        settings.era5_skill_weight * (float(np.mean(skills)) if skills else 0.0)
+        + settings.era5_acc_weight * (float(np.mean(accs)) if accs else 0.0)
+        + settings.era5_rmse_weight * float(np.mean(rmse_terms))
+    )
+    return min(1.0, max(0.0, score)), ref
+
+
+def score_era5_lead_many(
+    forecasts: Mapping[Hashable, ForecastSource],
+    truth: FieldSource,
+    climatology: ClimatologySource,
+    init_time: datetime,
+    lead_hours: int,
+    settings: ScoringSettings,
+) -> dict[Hashable, LeadResult]:
+    """Score one lead for several miners, reading each truth and climatology field once."""
+    valid = init_time + timedelta(hours=lead_hours)
+    doy, hour = climatology_slot(valid)
+    weights = latitude_weights(truth.grid.latitudes, settings.latitude_weighting)
+    level_weights = thickness_weights(settings.pressure_levels_hpa)
+    results = {key: LeadResult(lead_hours, valid) for key in forecasts}
+    per_level: dict[Hashable, dict[str, list[LevelComponent]]] = {key: {} for key in forecasts}
+    started = time.perf_counter()
+    for name, level in era5_fields(settings):
+        o = truth.field(name, level, valid)
+        c = to_grid(climatology.field(name, level, doy, hour), climatology.grid, truth.grid)
+        label = name if level is None else f"{name}{level}"
+        for key, source in forecasts.items():
+            result = results[key]
+            if result.status != SCORED:
+                continue  # this miner's lead is already decided; stop reading its store
+            t0 = time.perf_counter()
+            try:
+                raw = to_grid(source.field(name, level, lead_hours), source.grid, truth.grid)
+                f, check = check_and_fill(raw, c, f"{label} at {lead_hours}h", settings)
+            except InvalidDataError as exc:
+                result.status, result.reason = REJECTED, str(exc)
+                continue
+            except LeadFailed as exc:
+                result.status, result.reason = FAILED, str(exc)
+                continue
+            metrics = field_metrics(f, o, weights, climatology=c, reference=c, acc_definition=settings.acc_definition)
+            weight = 1.0 if level is None else level_weights[level]
+            per_level[key].setdefault(name, []).append(
+                LevelComponent(
+                    name, level, metrics, weight, check.coverage, check.filled_points, (time.perf_counter() - t0) * 1e3
+                )
+            )
+    for key, result in results.items():
+        result.duration_ms = (time.perf_counter() - started) * 1e3
+        if result.status != SCORED:
+            continue
+        for name, comps in per_level[key].items():
+            if VARIABLES[name].atmospheric:
+
+                def combined(attr: str, comps=comps) -> float:
+                    return combine_levels({c.level: getattr(c.metrics, attr) for c in comps}, level_weights)
+
+                rmse, acc, skill = combined("rmse"), combined("acc"), combined("skill")
+                clim_rmse = combine_levels({c.level: math.sqrt(c.metrics.mse_reference) for c in comps}, level_weights)
+            else:
+                m = comps[0].metrics
+                rmse, acc, skill, clim_rmse = m.rmse, m.acc, m.skill, math.sqrt(m.mse_reference)
+            result.variables[name] = VariableScore(name, rmse, acc, skill, clim_rmse, comps)
+        missing = set(settings.era5_variables) - set(result.variables)
+        score, ref = lead_score(result.variables, settings)
+        if missing or not math.isfinite(score):
+            result.status = INCOMPLETE
+            result.reason = f"missing variables {sorted(missing)}" if missing else "a combined metric is undefined"
+            continue
+        result.score, result.rmse_reference = score, ref
+    return results
+
+
+def score_era5_lead(
+    forecast: ForecastSource,
+    truth: FieldSource,
+    climatology: ClimatologySource,
+    init_time: datetime,
+    lead_hours: int,
+    settings: ScoringSettings,
+) -> LeadResult:
+    return score_era5_lead_many({0: forecast}, truth, climatology, init_time, lead_hours, settings)[0]
