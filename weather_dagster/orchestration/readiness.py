@@ -1,0 +1,40 @@
+"""When truth for a lead can be scored: the one rule, used by the sensors, the scorer and the demo.
+
+A lead L of a round initialised at I is ready when both hold:
+- the clock has passed ``I + L + delay`` (the reference's 5 d 6 h; zero in test mode), and
+- the truth source says the valid time ``I + L`` is published (ERA5T's ``valid_time_stop_era5t``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from weather_dagster.settings import Settings
+
+
+def era5_due_time(init_time: datetime, lead_hours: int, settings: Settings) -> datetime:
+    return init_time + timedelta(hours=lead_hours + settings.era5_truth_delay_hours)
+
+
+def era5_lead_ready(
+    init_time: datetime,
+    lead_hours: int,
+    settings: Settings,
+    now: datetime,
+    truth_available: Callable[[datetime], bool],
+) -> bool:
+    if now < era5_due_time(init_time, lead_hours, settings):
+        return False
+    return truth_available(init_time + timedelta(hours=lead_hours))
+
+
+def ready_leads(
+    init_time: datetime, settings: Settings, now: datetime, truth_available: Callable[[datetime], bool]
+) -> list[int]:
+    """The ERA5 leads of a round that may be scored now (asks the source only for clock-due leads)."""
+    return [
+        lead
+        for lead in settings.scoring.era5_lead_hours
+        if era5_lead_ready(init_time, lead, settings, now, truth_available)
+    ]

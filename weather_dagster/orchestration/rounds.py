@@ -1,0 +1,87 @@
+"""A round's status follows its miners' forecasts; a round still open after its window expires."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from weather_dagster.core.states import ROUND_TRANSITIONS, MinerForecastStatus, RoundStatus, StepName, StepStatus
+from weather_dagster.db.schema import forecast_runs, forecast_steps, miner_responses
+from weather_dagster.db.states import set_round_status
+from weather_dagster.settings import Settings
+
+_M = MinerForecastStatus
+_R = RoundStatus
+FORWARD = [
+    _R.CREATED,
+    _R.GFS_DOWNLOADING,
+    _R.GFS_READY,
+    _R.QUERYING_MINERS,
+    _R.SCORING_DAY1,
+    _R.AWAITING_ERA5,
+    _R.SCORING_ERA5,
+]
+_QUERYING = {_M.CREATED, _M.FETCH_INITIATED, _M.INFERENCE_RUNNING}
+_DAY1 = {_M.FORECAST_READY, _M.DAY1_SCORING}
+_ERA5 = {_M.DAY1_SCORED, _M.ERA5_SCORING}
+
+
+def target_status(statuses: set[MinerForecastStatus], era5_running: bool) -> RoundStatus:
+    """The stage the slowest miner is in decides the round's stage (COMPLETED is set by finalize)."""
+    if not statuses or statuses & _QUERYING:
+        return _R.QUERYING_MINERS
+    if statuses & _DAY1:
+        return _R.SCORING_DAY1
+    if statuses & _ERA5:
+        return _R.SCORING_ERA5 if era5_running else _R.AWAITING_ERA5
+    return _R.AWAITING_ERA5
+
+
+def _walk(current: RoundStatus, target: RoundStatus) -> list[RoundStatus]:
+    """Legal single steps from current to target (empty if already there or target is behind)."""
+    if current == target:
+        return []
+    if target in ROUND_TRANSITIONS[current]:
+        return [target]
+    if current in FORWARD and target in FORWARD and FORWARD.index(target) > FORWARD.index(current):
+        return FORWARD[FORWARD.index(current) + 1 : FORWARD.index(target) + 1]
+    return []
+
+
+def sync_round_status(conn: sa.Connection, run_id: int, settings: Settings, now: datetime) -> RoundStatus:
+    round_row = conn.execute(
+        sa.select(forecast_runs.c.status, forecast_runs.c.gfs_init_time_utc).where(forecast_runs.c.id == run_id)
+    ).one()
+    current = RoundStatus(round_row.status)
+    if current in (_R.COMPLETED, _R.EXPIRED, _R.ERROR):
+        return current
+    if now > round_row.gfs_init_time_utc + timedelta(days=settings.round.expire_after_days):
+        set_round_status(conn, run_id, _R.EXPIRED, now=now, error_message="still open after the round window")
+        return _R.EXPIRED
+    r, s = miner_responses.c, forecast_steps.c
+    statuses = {_M(x) for x in conn.execute(sa.select(r.status).where(r.run_id == run_id).distinct()).scalars()}
+    era5_running = (
+        conn.execute(
+            sa.select(sa.func.count()).where(
+                s.run_id == run_id, s.step_name == StepName.ERA5.value, s.status == StepStatus.IN_PROGRESS.value
+            )
+        ).scalar_one()
+        > 0
+    )
+    for step in _walk(current, target_status(statuses, era5_running)):
+        set_round_status(conn, run_id, step, now=now)
+        current = step
+    return current
+
+
+def complete_round(conn: sa.Connection, run_id: int, settings: Settings, now: datetime) -> RoundStatus:
+    """Called by finalize once every forecast is terminal: walk the rest of the way to COMPLETED."""
+    current = sync_round_status(conn, run_id, settings, now)
+    if current in (_R.COMPLETED, _R.EXPIRED, _R.ERROR):
+        return current
+    for step in [*_walk(current, _R.AWAITING_ERA5), _R.SCORING_ERA5, _R.COMPLETED]:
+        if step in ROUND_TRANSITIONS[current]:
+            set_round_status(conn, run_id, step, now=now, **({"completed_at": now} if step is _R.COMPLETED else {}))
+            current = step
+    return current
