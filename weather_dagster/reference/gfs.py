@@ -1,0 +1,227 @@
+"""GFS GRIB2 over HTTP: URL, ``.idx`` index, range reads of the scored messages, cfgrib decode.
+
+Only the messages of the scored variables and levels are downloaded (driven by the ``.idx``), each
+is checked to be a whole GRIB message, then decoded with cfgrib one variable at a time with a
+``typeOfLevel`` filter: an unfiltered open of mixed level types silently drops variables (SPEC 7).
+"""
+
+from __future__ import annotations
+
+import struct
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from weather_dagster.core.errors import SourceError
+from weather_dagster.reference.canonical import canonical_dataset, check_field
+from weather_dagster.reference.grid import Grid
+from weather_dagster.reference.http import HttpReader
+from weather_dagster.reference.variables import GRAVITY, VARIABLES
+
+
+@dataclass(frozen=True)
+class IdxEntry:
+    number: int
+    start: int
+    end: int | None  # exclusive; None for the last message (runs to the end of the file)
+    date: str
+    variable: str
+    level: str
+    ftime: str
+
+
+def gfs_url(base_url: str, init_time: datetime, lead_hours: int) -> str:
+    cycle = f"{init_time:%H}"
+    return (
+        f"{base_url.rstrip('/')}/gfs.{init_time:%Y%m%d}/{cycle}/atmos/gfs.t{cycle}z.pgrb2.0p25.f{lead_hours:03d}"
+    )
+
+
+def ftime_label(lead_hours: int) -> str:
+    return "anl" if lead_hours == 0 else f"{lead_hours} hour fcst"
+
+
+def idx_level(variable: str, level_hpa: int | None) -> str:
+    spec = VARIABLES[variable]
+    if spec.atmospheric:
+        return f"{level_hpa} mb"
+    if spec.grib_type_of_level == "heightAboveGround":
+        return f"{spec.grib_level} m above ground"
+    return "mean sea level"
+
+
+def parse_idx(text: str, url: str) -> list[IdxEntry]:
+    """Parse NOAA's ``.idx``: ``n:offset:d=YYYYMMDDHH:VAR:LEVEL:FTIME:``; offsets are zero-based."""
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split(":")
+        if len(parts) < 6 or not parts[1].isdigit() or not parts[2].startswith("d="):
+            raise SourceError(url, f"malformed .idx line {number}: {line[:120]!r}")
+        rows.append((int(parts[0]), int(parts[1]), parts[2][2:], parts[3], parts[4], parts[5]))
+    if not rows:
+        raise SourceError(url, "empty .idx")
+    offsets = sorted({r[1] for r in rows})
+    next_offset = {a: b for a, b in zip(offsets, offsets[1:], strict=False)}
+    return [IdxEntry(n, start, next_offset.get(start), d, var, lvl, ft) for n, start, d, var, lvl, ft in rows]
+
+
+def select_messages(
+    entries: Iterable[IdxEntry], wanted: Iterable[tuple[str, int | None]], lead_hours: int, url: str
+) -> dict[tuple[str, int | None], IdxEntry]:
+    """The first ``.idx`` entry of each wanted (variable, level) at this lead; a missing one is an error."""
+    by_key: dict[tuple[str, str, str], IdxEntry] = {}
+    for entry in entries:
+        by_key.setdefault((entry.variable, entry.level, entry.ftime), entry)
+    chosen = {}
+    missing = []
+    ftime = ftime_label(lead_hours)
+    for variable, level in wanted:
+        key = (VARIABLES[variable].idx_name, idx_level(variable, level), ftime)
+        if key in by_key:
+            chosen[(variable, level)] = by_key[key]
+        else:
+            missing.append(":".join(key))
+    if missing:
+        raise SourceError(url, f"missing variable or level in the .idx: {', '.join(missing[:10])}")
+    return chosen
+
+
+def merge_ranges(entries: Iterable[IdxEntry]) -> list[tuple[int, int | None]]:
+    """Adjacent messages become one request; nothing between wanted messages is ever read."""
+    ranges: list[list[int | None]] = []
+    for entry in sorted(entries, key=lambda e: e.start):
+        if ranges and ranges[-1][1] == entry.start:
+            ranges[-1][1] = entry.end
+        else:
+            ranges.append([entry.start, entry.end])
+    return [(int(a), b) for a, b in ranges]  # type: ignore[arg-type]
+
+
+def split_messages(data: bytes, url: str, max_message_bytes: int) -> list[bytes]:
+    """Split downloaded bytes into whole GRIB2 messages; any truncation is an error, never a partial field."""
+    messages = []
+    pos = 0
+    while pos < len(data):
+        if data[pos : pos + 4] != b"GRIB" or len(data) - pos < 16:
+            raise SourceError(url, f"not a GRIB message at byte {pos} of the downloaded range")
+        (length,) = struct.unpack(">Q", data[pos + 8 : pos + 16])
+        if length > max_message_bytes:
+            raise SourceError(url, f"GRIB message of {length} bytes exceeds the {max_message_bytes}-byte limit")
+        if pos + length > len(data) or data[pos + length - 4 : pos + length] != b"7777":
+            raise SourceError(url, f"truncated GRIB message at byte {pos}: declared {length}, have {len(data) - pos}")
+        messages.append(data[pos : pos + length])
+        pos += length
+    return messages
+
+
+def fetch_messages(
+    reader: HttpReader, url: str, chosen: dict[tuple[str, int | None], IdxEntry], max_message_bytes: int
+) -> bytes:
+    parts = []
+    for start, end in merge_ranges(chosen.values()):
+        data = reader.get_range(url, start, end, max_message_bytes if end is None else end - start)
+        if end is None:  # the last message: keep exactly its declared length
+            data = b"".join(split_messages(data, url, max_message_bytes)[:1])
+        split_messages(data, url, max_message_bytes)
+        parts.append(data)
+    return b"".join(parts)
+
+
+def _open(path: Path, filters: dict) -> xr.Dataset:
+    return xr.open_dataset(
+        path, engine="cfgrib", decode_timedelta=True, backend_kwargs={"indexpath": "", "filter_by_keys": filters}
+    )
+
+
+def decode_messages(
+    path: Path, wanted: Iterable[tuple[str, int | None]], lead_hours: int, grid: Grid, url: str
+) -> dict[tuple[str, int | None], np.ndarray]:
+    """Decode each wanted field with its own filter; duplicate or unsorted steps are tolerated."""
+    wanted = list(wanted)
+    fields: dict[tuple[str, int | None], np.ndarray] = {}
+    for variable in dict.fromkeys(v for v, _ in wanted):
+        spec = VARIABLES[variable]
+        filters: dict[str, object] = {"typeOfLevel": spec.grib_type_of_level}
+        if spec.atmospheric:
+            filters["shortName"] = spec.grib_short_name
+        elif spec.grib_level is not None:
+            filters["level"] = spec.grib_level
+        try:
+            ds = _open(path, filters)
+        except Exception as exc:
+            raise SourceError(url, f"cfgrib could not decode {variable}: {type(exc).__name__}: {exc}") from exc
+        with ds:
+            if spec.grib_short_name not in ds:
+                raise SourceError(url, f"missing variable {variable} ({spec.grib_short_name}) after decoding")
+            da = ds[spec.grib_short_name]
+            if "step" in da.dims:  # duplicates / unsorted steps: keep one of each, then pick ours
+                da = da.isel(step=np.unique(da["step"].values, return_index=True)[1])
+            step = np.timedelta64(lead_hours, "h")
+            if "step" in da.coords and not np.any(da["step"].values == step):
+                raise SourceError(url, f"{variable}: no message at lead {lead_hours} h")
+            if "step" in da.dims:
+                da = da.sel(step=step)
+            _check_grid(da, grid, url)
+            if spec.atmospheric and "isobaricInhPa" not in da.dims:
+                da = da.expand_dims("isobaricInhPa")  # a single level decodes as a scalar coordinate
+            for level in [lvl for v, lvl in wanted if v == variable]:
+                level_da = da
+                if spec.atmospheric:
+                    if level not in da["isobaricInhPa"].values:
+                        raise SourceError(url, f"missing level {level} hPa of {variable} after decoding")
+                    level_da = da.sel(isobaricInhPa=level)
+                values = np.asarray(level_da.values, dtype=np.float32)
+                if variable == "z":
+                    values = values * np.float32(GRAVITY)
+                check_field(values, variable, level, grid, url)
+                fields[(variable, level)] = values
+    return fields
+
+
+def _check_grid(da: xr.DataArray, grid: Grid, url: str) -> None:
+    try:
+        found = Grid.from_coords(da["latitude"].values, da["longitude"].values)
+    except ValueError as exc:
+        raise SourceError(url, f"wrong grid: {exc}") from exc
+    if found != grid:
+        raise SourceError(url, f"wrong grid: {found.resolution_deg} degree, expected {grid.resolution_deg}")
+
+
+@dataclass
+class GfsLoad:
+    dataset: xr.Dataset
+    url: str
+    bytes_read: int
+    requests: int
+
+
+def load_gfs(
+    reader: HttpReader,
+    base_url: str,
+    init_time: datetime,
+    lead_hours: int,
+    variables: tuple[str, ...],
+    levels: tuple[int, ...],
+    grid: Grid,
+    max_message_bytes: int,
+) -> GfsLoad:
+    """One GFS file's scored fields as a canonical dataset, reading only the needed byte ranges."""
+    url = gfs_url(base_url, init_time, lead_hours)
+    before_bytes, before_requests = reader.bytes_read, reader.requests
+    entries = parse_idx(reader.get_text(url + ".idx"), url + ".idx")
+    wanted = [(v, lvl) for v in variables for lvl in (levels if VARIABLES[v].atmospheric else (None,))]
+    chosen = select_messages(entries, wanted, lead_hours, url)
+    data = fetch_messages(reader, url, chosen, max_message_bytes)
+    with tempfile.TemporaryDirectory(prefix="gfs-") as tmp:
+        path = Path(tmp) / "messages.grib2"
+        path.write_bytes(data)
+        fields = decode_messages(path, wanted, lead_hours, grid, url)
+    dataset = canonical_dataset(fields, variables, levels, grid, attrs={"source": "gfs", "source_url": url})
+    return GfsLoad(dataset, url, reader.bytes_read - before_bytes, reader.requests - before_requests)
