@@ -93,15 +93,17 @@ def select_messages(
     return chosen
 
 
-def merge_ranges(entries: Iterable[IdxEntry]) -> list[tuple[int, int | None]]:
-    """Adjacent messages become one request; nothing between wanted messages is ever read."""
-    ranges: list[list[int | None]] = []
+def merge_ranges(entries: Iterable[IdxEntry]) -> list[tuple[int, int | None, int]]:
+    """(start, end, message count) per request: adjacent messages become one request, and nothing
+    between wanted messages is ever read. ``end`` None runs to the end of the file."""
+    ranges: list[list] = []
     for entry in sorted(entries, key=lambda e: e.start):
         if ranges and ranges[-1][1] == entry.start:
             ranges[-1][1] = entry.end
+            ranges[-1][2] += 1
         else:
-            ranges.append([entry.start, entry.end])
-    return [(int(a), b) for a, b in ranges]  # type: ignore[arg-type]
+            ranges.append([entry.start, entry.end, 1])
+    return [(int(a), b, int(n)) for a, b, n in ranges]
 
 
 def split_messages(data: bytes, url: str, max_message_bytes: int) -> list[bytes]:
@@ -125,11 +127,11 @@ def fetch_messages(
     reader: HttpReader, url: str, chosen: dict[tuple[str, int | None], IdxEntry], max_message_bytes: int
 ) -> bytes:
     parts = []
-    for start, end in merge_ranges(chosen.values()):
-        data = reader.get_range(url, start, end, max_message_bytes if end is None else end - start)
-        if end is None:  # the last message: keep exactly its declared length
-            data = b"".join(split_messages(data, url, max_message_bytes)[:1])
-        split_messages(data, url, max_message_bytes)
+    for start, end, count in merge_ranges(chosen.values()):
+        data = reader.get_range(url, start, end, max_message_bytes * count if end is None else end - start)
+        messages = split_messages(data, url, max_message_bytes)
+        if len(messages) != count:
+            raise SourceError(url, f"expected {count} GRIB messages from byte {start}, got {len(messages)}")
         parts.append(data)
     return b"".join(parts)
 
@@ -159,7 +161,7 @@ def decode_messages(
             raise SourceError(url, f"cfgrib could not decode {variable}: {type(exc).__name__}: {exc}") from exc
         with ds:
             if spec.grib_short_name not in ds:
-                raise SourceError(url, f"missing variable {variable} ({spec.grib_short_name}) after decoding")
+                raise SourceError(url, f"missing variable {variable} ({spec.grib_short_name}) after decoding (filter {filters})")
             da = ds[spec.grib_short_name]
             if "step" in da.dims:  # duplicates / unsorted steps: keep one of each, then pick ours
                 da = da.isel(step=np.unique(da["step"].values, return_index=True)[1])
