@@ -126,7 +126,7 @@ class ReferenceData:
 
         def build() -> tuple[xr.Dataset, dict[str, Any]]:
             datasets, info = self._gfs(init_time, leads)
-            ds = xr.concat(datasets, dim="lead_hours", combine_attrs="drop")
+            ds = xr.concat(datasets, dim="lead_hours", combine_attrs="override")
             ds = ds.assign_coords(lead_hours=("lead_hours", np.array(leads, dtype=np.int32)))
             ds.attrs.update(init_time=init_time.isoformat(), source="gfs_forecast")
             return ds, info
