@@ -23,7 +23,6 @@ from weather_dagster.definitions import build_definitions
 from weather_dagster.reference.sources import ReferenceData
 from weather_dagster.reference.synthetic.server import Fault
 from weather_dagster.settings import load_settings
-from weather_dagster_tests.fixtures_reference import REFERENCE_START
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ INIT = REFERENCE_START
 
 def _wanted_spans(path) -> list[tuple[int, int]]:
     """Byte spans [start, end) of the messages the validator needs, from the file's own .idx."""
-    entries = parse_idx(open(str(path) + ".idx").read(), "idx")
+    entries = parse_idx(Path(str(path) + ".idx").read_text(), "idx")
     size = path.stat().st_size
     wanted_levels = {f"{p} mb" for p in PRESSURE_LEVELS_HPA}
     surface = {("TMP", "2 m above ground"), ("UGRD", "10 m above ground"), ("VGRD", "10 m above ground")}
@@ -45,11 +46,14 @@ def test_gfs_url_follows_noaa_layout() -> None:
 
 
 def test_parse_idx_gives_zero_based_spans_and_open_last_message() -> None:
-    text = "1:0:d=2025060100:HGT:500 mb:anl:\n2:120:d=2025060100:TMP:500 mb:anl:\n3:300:d=2025060100:PRMSL:mean sea level:anl:\n"
+    text = (
+        "1:0:d=2025060100:HGT:500 mb:anl:\n2:120:d=2025060100:TMP:500 mb:anl:\n"
+        "3:300:d=2025060100:PRMSL:mean sea level:anl:\n"
+    )
     entries = parse_idx(text, "u")
     assert [(e.start, e.end) for e in entries] == [(0, 120), (120, 300), (300, None)]
     assert entries[1].variable == "TMP" and entries[1].level == "500 mb" and entries[1].ftime == "anl"
-    with pytest.raises(SourceError, match="malformed .idx line 1"):
+    with pytest.raises(SourceError, match=r"malformed \.idx line 1"):
         parse_idx("garbage\n", "u")
 
 
@@ -77,7 +81,7 @@ def test_range_reads_fetch_only_the_needed_messages(reference_settings, referenc
 
     assert union(requested) == union(wanted)  # everything needed, nothing else
     assert sum(z - a for a, z in requested) == sum(z - a for a, z in wanted) < path.stat().st_size
-    idx_size = len(open(str(path) + ".idx", "rb").read())
+    idx_size = Path(str(path) + ".idx").stat().st_size
     assert result.info["bytes_read"] == sum(z - a for a, z in wanted) + idx_size
 
 

@@ -6,7 +6,6 @@ holds, and runs three checks on the cached data: grid, units ranges, no NaN. A s
 ``era5_truth`` partitions when the ERA5 probe says a valid date has arrived.
 """
 
-
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta

@@ -75,16 +75,16 @@ class PartitionCache:
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise CacheLockTimeout(f"waited {self.lock_timeout_s}s for the cache lock {lock_path}")
+                        raise CacheLockTimeout(
+                            f"waited {self.lock_timeout_s}s for the cache lock {lock_path}"
+                        ) from None
                     time.sleep(0.02)
             try:
                 yield
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-    def get_or_create(
-        self, kind: str, key: str, build: Callable[[], tuple[xr.Dataset, dict[str, Any]]]
-    ) -> CacheResult:
+    def get_or_create(self, kind: str, key: str, build: Callable[[], tuple[xr.Dataset, dict[str, Any]]]) -> CacheResult:
         """The cached dataset, building it (once, whoever asks concurrently) when absent."""
         if self.is_valid(kind, key):
             return self.read(kind, key)

@@ -75,9 +75,7 @@ def field_of(dataset: xr.Dataset, variable: str, level_hpa: int | None, **select
 
 def summarize(dataset: xr.Dataset) -> dict[str, dict[str, float]]:
     """Per-variable min/max, for asset metadata."""
-    return {
-        name: {"min": float(dataset[name].min()), "max": float(dataset[name].max())} for name in dataset.data_vars
-    }
+    return {name: {"min": float(dataset[name].min()), "max": float(dataset[name].max())} for name in dataset.data_vars}
 
 
 def check_dataset(dataset: xr.Dataset, grid: Grid) -> dict[str, str]:
@@ -123,6 +121,8 @@ def orient(da: xr.DataArray, grid: Grid, url: str) -> np.ndarray:
     except ValueError as exc:
         raise SourceError(url, f"wrong grid for {da.name}: {exc}") from exc
     if found != grid:
-        raise SourceError(url, f"wrong grid for {da.name}: {found.resolution_deg} degree, expected {grid.resolution_deg}")
+        raise SourceError(
+            url, f"wrong grid for {da.name}: {found.resolution_deg} degree, expected {grid.resolution_deg}"
+        )
     other = [d for d in da.dims if d not in (lat_name, lon_name)]
     return np.asarray(da.transpose(*other, lat_name, lon_name).values, dtype=np.float32)

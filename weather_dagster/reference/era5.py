@@ -96,6 +96,4 @@ class Era5Store:
                 fields[(name, None)] = orient(read(da, self.url), self.grid, self.url)
         for (name, level), values in fields.items():
             check_field(values, name, level, self.grid, self.url)
-        return canonical_dataset(
-            fields, variables, levels, self.grid, attrs={"source": "era5", "source_url": self.url}
-        )
+        return canonical_dataset(fields, variables, levels, self.grid, attrs={"source": "era5", "source_url": self.url})

@@ -7,12 +7,14 @@ is checked to be a whole GRIB message, then decoded with cfgrib one variable at 
 
 from __future__ import annotations
 
+import itertools
 import struct
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import xarray as xr
@@ -37,9 +39,7 @@ class IdxEntry:
 
 def gfs_url(base_url: str, init_time: datetime, lead_hours: int) -> str:
     cycle = f"{init_time:%H}"
-    return (
-        f"{base_url.rstrip('/')}/gfs.{init_time:%Y%m%d}/{cycle}/atmos/gfs.t{cycle}z.pgrb2.0p25.f{lead_hours:03d}"
-    )
+    return f"{base_url.rstrip('/')}/gfs.{init_time:%Y%m%d}/{cycle}/atmos/gfs.t{cycle}z.pgrb2.0p25.f{lead_hours:03d}"
 
 
 def ftime_label(lead_hours: int) -> str:
@@ -68,7 +68,7 @@ def parse_idx(text: str, url: str) -> list[IdxEntry]:
     if not rows:
         raise SourceError(url, "empty .idx")
     offsets = sorted({r[1] for r in rows})
-    next_offset = {a: b for a, b in zip(offsets, offsets[1:], strict=False)}
+    next_offset = dict(itertools.pairwise(offsets))
     return [IdxEntry(n, start, next_offset.get(start), d, var, lvl, ft) for n, start, d, var, lvl, ft in rows]
 
 
@@ -124,16 +124,39 @@ def split_messages(data: bytes, url: str, max_message_bytes: int) -> list[bytes]
 
 
 def fetch_messages(
-    reader: HttpReader, url: str, chosen: dict[tuple[str, int | None], IdxEntry], max_message_bytes: int
-) -> bytes:
-    parts = []
-    for start, end, count in merge_ranges(chosen.values()):
-        data = reader.get_range(url, start, end, max_message_bytes * count if end is None else end - start)
-        messages = split_messages(data, url, max_message_bytes)
-        if len(messages) != count:
-            raise SourceError(url, f"expected {count} GRIB messages from byte {start}, got {len(messages)}")
-        parts.append(data)
-    return b"".join(parts)
+    reader: HttpReader,
+    url: str,
+    chosen: dict[tuple[str, int | None], IdxEntry],
+    max_message_bytes: int,
+    directory: Path,
+) -> dict[str, Path]:
+    """Download the chosen messages range by range into one GRIB2 file per variable.
+
+    Per-variable files keep each cfgrib open small (it scans every message of the file it opens)
+    and the whole download never sits in memory at once.
+    """
+    ordered = sorted(chosen.items(), key=lambda item: item[1].start)
+    paths: dict[str, Path] = {}
+    handles: dict[str, BinaryIO] = {}
+    position = 0
+    try:
+        for start, end, count in merge_ranges(chosen.values()):
+            data = reader.get_range(url, start, end, max_message_bytes * count if end is None else end - start)
+            messages = split_messages(data, url, max_message_bytes)
+            if len(messages) != count:
+                raise SourceError(url, f"expected {count} GRIB messages from byte {start}, got {len(messages)}")
+            for message in messages:
+                (variable, _level), _entry = ordered[position]
+                position += 1
+                if variable not in handles:
+                    paths[variable] = directory / f"{variable}.grib2"
+                    handles[variable] = open(paths[variable], "wb")  # noqa: SIM115 - closed below
+                handles[variable].write(message)
+            del data, messages
+    finally:
+        for handle in handles.values():
+            handle.close()
+    return paths
 
 
 def _open(path: Path, filters: dict) -> xr.Dataset:
@@ -161,7 +184,9 @@ def decode_messages(
             raise SourceError(url, f"cfgrib could not decode {variable}: {type(exc).__name__}: {exc}") from exc
         with ds:
             if spec.grib_short_name not in ds:
-                raise SourceError(url, f"missing variable {variable} ({spec.grib_short_name}) after decoding (filter {filters})")
+                raise SourceError(
+                    url, f"missing variable {variable} ({spec.grib_short_name}) after decoding (filter {filters})"
+                )
             da = ds[spec.grib_short_name]
             if "step" in da.dims:  # duplicates / unsorted steps: keep one of each, then pick ours
                 da = da.isel(step=np.unique(da["step"].values, return_index=True)[1])
@@ -220,10 +245,11 @@ def load_gfs(
     entries = parse_idx(reader.get_text(url + ".idx"), url + ".idx")
     wanted = [(v, lvl) for v in variables for lvl in (levels if VARIABLES[v].atmospheric else (None,))]
     chosen = select_messages(entries, wanted, lead_hours, url)
-    data = fetch_messages(reader, url, chosen, max_message_bytes)
     with tempfile.TemporaryDirectory(prefix="gfs-") as tmp:
-        path = Path(tmp) / "messages.grib2"
-        path.write_bytes(data)
-        fields = decode_messages(path, wanted, lead_hours, grid, url)
+        paths = fetch_messages(reader, url, chosen, max_message_bytes, Path(tmp))
+        fields: dict[tuple[str, int | None], np.ndarray] = {}
+        for variable, path in paths.items():
+            mine = [(v, lvl) for v, lvl in wanted if v == variable]
+            fields.update(decode_messages(path, mine, lead_hours, grid, url))
     dataset = canonical_dataset(fields, variables, levels, grid, attrs={"source": "gfs", "source_url": url})
     return GfsLoad(dataset, url, reader.bytes_read - before_bytes, reader.requests - before_requests)

@@ -187,9 +187,7 @@ class GfsAnalysisSource:
         return self.data.grid
 
     def field(self, variable: str, level_hpa: int | None, valid_time: datetime) -> np.ndarray:
-        ds = self.data._dataset(
-            GFS_ANALYSIS, time_key(valid_time), lambda: self.data.load_gfs_analysis(valid_time)
-        )
+        ds = self.data._dataset(GFS_ANALYSIS, time_key(valid_time), lambda: self.data.load_gfs_analysis(valid_time))
         return field_of(ds, variable, level_hpa)
 
 

@@ -27,7 +27,10 @@ def open_consolidated(url: str, timeout_s: float, required: Iterable[str] = ()) 
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}"
         if ".zmetadata" in text or isinstance(exc, FileNotFoundError | KeyError):
-            problem = f"no consolidated Zarr metadata (.zmetadata) could be read; refusing to open unconsolidated ({text[:300]})"
+            problem = (
+                "no consolidated Zarr metadata (.zmetadata) could be read; "
+                f"refusing to open unconsolidated ({text[:300]})"
+            )
         else:
             problem = f"cannot open Zarr store: {text[:400]}"
         raise SourceError(url, problem) from exc

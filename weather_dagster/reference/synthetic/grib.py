@@ -142,7 +142,9 @@ def gfs_messages(
     messages.append(Message("HGT", "heightAboveGround", 80, filler + 80.0, step_hours))  # unscored
     for name in ("2t", "10u", "10v", "msl"):
         spec = VARIABLES[name]
-        messages.append(Message(spec.idx_name, spec.grib_type_of_level, spec.grib_level or 0, values(name, None), step_hours))
+        messages.append(
+            Message(spec.idx_name, spec.grib_type_of_level, spec.grib_level or 0, values(name, None), step_hours)
+        )
     return messages
 
 

@@ -80,7 +80,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault and fault.status:
             return self._status(path, range_header, fault.status)
         target = (self.server.root / path.lstrip("/")).resolve()
-        if self.server.root not in target.parents and target != self.server.root or not target.is_file():
+        if (self.server.root not in target.parents and target != self.server.root) or not target.is_file():
             return self._status(path, range_header, 404)
         size = target.stat().st_size
         start, end = 0, size
