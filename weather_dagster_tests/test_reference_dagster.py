@@ -66,8 +66,9 @@ def test_assets_materialize_with_metadata_and_passing_checks(reference_settings,
     assert meta["downloaded"].value is True
     assert set(meta["variables"].value) == {"2t", "10u", "10v", "msl", "t", "u", "v", "q", "z"}
     assert 180 < meta["variables"].value["2t"]["min"] < meta["variables"].value["2t"]["max"] < 340
+    assert fields * 91 * 180 * 4 <= meta["bytes_decoded"].value < fields * 91 * 180 * 4 + 10_000  # + coordinates
     if asset in (gfs_analysis, gfs_forecast):
-        assert meta["bytes_read"].value > 0
+        assert 0 < meta["bytes_read"].value < fields * 91 * 180 * 4  # 16-bit GRIB: about half of float32
     checks = result.get_asset_check_evaluations()
     assert {c.check_name for c in checks} == {"grid", "units_range", "no_nan"}
     assert all(c.passed for c in checks)

@@ -56,11 +56,15 @@ class PartitionCache:
     def is_valid(self, kind: str, key: str) -> bool:
         return (self.path(kind, key) / MARKER).is_file()
 
-    def read(self, kind: str, key: str) -> CacheResult:
+    def read(self, kind: str, key: str, load: bool = True) -> CacheResult:
+        """The cached entry, loaded into memory, or (``load=False``) opened lazily: each field is then
+        read from disk when used (one 2-D field per chunk), which keeps memory bounded."""
         path = self.path(kind, key)
         info = json.loads((path / MARKER).read_text())
-        with xr.open_zarr(path, consolidated=True, zarr_format=2, chunks=None) as ds:
-            dataset = ds.load()
+        dataset = xr.open_zarr(path, consolidated=True, zarr_format=2, chunks=None)
+        if load:
+            with dataset:
+                dataset = dataset.load()
         return CacheResult(dataset, False, path, info)
 
     @contextmanager
@@ -84,14 +88,16 @@ class PartitionCache:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-    def get_or_create(self, kind: str, key: str, build: Callable[[], tuple[xr.Dataset, dict[str, Any]]]) -> CacheResult:
+    def get_or_create(
+        self, kind: str, key: str, build: Callable[[], tuple[xr.Dataset, dict[str, Any]]], load: bool = True
+    ) -> CacheResult:
         """The cached dataset, building it (once, whoever asks concurrently) when absent."""
         if self.is_valid(kind, key):
-            return self.read(kind, key)
+            return self.read(kind, key, load)
         path = self.path(kind, key)
         with self._locked(path):
             if self.is_valid(kind, key):  # someone else finished while we waited
-                return self.read(kind, key)
+                return self.read(kind, key, load)
             self._clean(path)
             started = time.monotonic()
             dataset, info = build()

@@ -44,7 +44,7 @@ def time_key(when: datetime) -> str:
 
 
 class ReferenceData:
-    def __init__(self, settings: Settings, client: httpx.Client | None = None, memo_size: int = 4) -> None:
+    def __init__(self, settings: Settings, client: httpx.Client | None = None, memo_size: int = 16) -> None:
         self.settings = settings
         ref = settings.reference
         self.grid = Grid(ref.grid_resolution_deg)
@@ -72,19 +72,20 @@ class ReferenceData:
         ref = self.settings.reference
         return HttpReader(self.client, retries=ref.http_blip_retries, backoff_s=ref.http_blip_backoff_s)
 
-    def _remember(self, kind: str, key: str, result: CacheResult) -> CacheResult:
-        with self._memo_lock:
-            self._memo[(kind, key)] = result.dataset
-            self._memo.move_to_end((kind, key))
-            while len(self._memo) > self._memo_size:
-                self._memo.popitem(last=False)
-        return result
-
     def _dataset(self, kind: str, key: str, load) -> xr.Dataset:
+        """A lazily opened cached partition (downloaded first if needed); fields are read on demand."""
         with self._memo_lock:
             if (kind, key) in self._memo:
+                self._memo.move_to_end((kind, key))
                 return self._memo[(kind, key)]
-        return load().dataset
+        result = load(False)
+        if result.downloaded:  # the fresh copy is in memory: swap it for the lazy on-disk one
+            result = self.cache.read(kind, key, load=False)
+        with self._memo_lock:
+            self._memo[(kind, key)] = result.dataset
+            while len(self._memo) > self._memo_size:
+                self._memo.popitem(last=False)
+        return result.dataset
 
     # -- partition loads (what the assets materialize) -----------------------------------------------
 
@@ -106,7 +107,7 @@ class ReferenceData:
         info = {"source_urls": [x.url for x in loads], "bytes_read": reader.bytes_read, "requests": reader.requests}
         return [x.dataset for x in loads], info
 
-    def load_gfs_analysis(self, valid_time: datetime) -> CacheResult:
+    def load_gfs_analysis(self, valid_time: datetime, load: bool = True) -> CacheResult:
         valid_time = _utc(valid_time)
         if valid_time.hour % 6 or valid_time.minute:
             raise ValueError(f"GFS analyses exist at 00, 06, 12 and 18 UTC, not {valid_time.isoformat()}")
@@ -118,9 +119,9 @@ class ReferenceData:
             return ds, info
 
         key = time_key(valid_time)
-        return self._remember(GFS_ANALYSIS, key, self.cache.get_or_create(GFS_ANALYSIS, key, build))
+        return self.cache.get_or_create(GFS_ANALYSIS, key, build, load)
 
-    def load_gfs_forecast(self, init_time: datetime) -> CacheResult:
+    def load_gfs_forecast(self, init_time: datetime, load: bool = True) -> CacheResult:
         init_time = _utc(init_time)
         leads = tuple(self.settings.scoring.day1_lead_hours)
 
@@ -132,9 +133,9 @@ class ReferenceData:
             return ds, info
 
         key = time_key(init_time)
-        return self._remember(GFS_FORECAST, key, self.cache.get_or_create(GFS_FORECAST, key, build))
+        return self.cache.get_or_create(GFS_FORECAST, key, build, load)
 
-    def load_era5(self, valid_time: datetime) -> CacheResult:
+    def load_era5(self, valid_time: datetime, load: bool = True) -> CacheResult:
         valid_time = _utc(valid_time)
 
         def build() -> tuple[xr.Dataset, dict[str, Any]]:
@@ -143,16 +144,16 @@ class ReferenceData:
             return ds, {"source_urls": [self.era5_store.url]}
 
         key = time_key(valid_time)
-        return self._remember(ERA5, key, self.cache.get_or_create(ERA5, key, build))
+        return self.cache.get_or_create(ERA5, key, build, load)
 
-    def load_climatology(self, day_of_year: int, hour: int) -> CacheResult:
+    def load_climatology(self, day_of_year: int, hour: int, load: bool = True) -> CacheResult:
         key = climatology_key(day_of_year, hour)
 
         def build() -> tuple[xr.Dataset, dict[str, Any]]:
             ds = self.climatology_store.load(day_of_year, hour, self.variables, self.levels)
             return ds, {"source_urls": [self.climatology_store.url]}
 
-        return self._remember(CLIMATOLOGY, key, self.cache.get_or_create(CLIMATOLOGY, key, build))
+        return self.cache.get_or_create(CLIMATOLOGY, key, build, load)
 
     # -- field sources (what scoring calls) ----------------------------------------------------------
 
@@ -187,7 +188,9 @@ class GfsAnalysisSource:
         return self.data.grid
 
     def field(self, variable: str, level_hpa: int | None, valid_time: datetime) -> np.ndarray:
-        ds = self.data._dataset(GFS_ANALYSIS, time_key(valid_time), lambda: self.data.load_gfs_analysis(valid_time))
+        ds = self.data._dataset(
+            GFS_ANALYSIS, time_key(valid_time), lambda load: self.data.load_gfs_analysis(valid_time, load)
+        )
         return field_of(ds, variable, level_hpa)
 
 
@@ -202,7 +205,7 @@ class GfsForecastSource:
 
     def field(self, variable: str, level_hpa: int | None, lead_hours: int) -> np.ndarray:
         ds = self.data._dataset(
-            GFS_FORECAST, time_key(self.init_time), lambda: self.data.load_gfs_forecast(self.init_time)
+            GFS_FORECAST, time_key(self.init_time), lambda load: self.data.load_gfs_forecast(self.init_time, load)
         )
         if lead_hours not in ds["lead_hours"].values:
             raise KeyError(f"GFS forecast lead {lead_hours} h is not cached (day1_lead_hours setting)")
@@ -221,7 +224,7 @@ class Era5Source:
         return self.data.grid
 
     def field(self, variable: str, level_hpa: int | None, valid_time: datetime) -> np.ndarray:
-        ds = self.data._dataset(ERA5, time_key(valid_time), lambda: self.data.load_era5(valid_time))
+        ds = self.data._dataset(ERA5, time_key(valid_time), lambda load: self.data.load_era5(valid_time, load))
         return field_of(ds, variable, level_hpa)
 
 
@@ -235,5 +238,5 @@ class ClimatologyFieldSource:
 
     def field(self, variable: str, level_hpa: int | None, day_of_year: int, hour: int) -> np.ndarray:
         key = climatology_key(day_of_year, hour)
-        ds = self.data._dataset(CLIMATOLOGY, key, lambda: self.data.load_climatology(day_of_year, hour))
+        ds = self.data._dataset(CLIMATOLOGY, key, lambda load: self.data.load_climatology(day_of_year, hour, load))
         return field_of(ds, variable, level_hpa)
