@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install test lint bench bench-db bench-scoring clean
+.PHONY: install test lint bench bench-db bench-scoring bench-reference clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,10 @@ bench-db: $(STAMP)
 bench-scoring: $(STAMP)
 	$(BIN)/python -m weather_dagster_tests.benchmarks.bench_scoring
 
-bench: bench-db bench-scoring
+bench-reference: $(STAMP)
+	$(BIN)/python -m weather_dagster_tests.benchmarks.bench_reference
+
+bench: bench-db bench-reference bench-scoring
 
 clean:
 	rm -rf $(VENV) .dagster_home .weather-data .pytest_cache

@@ -54,3 +54,12 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _add_synthetic(sub: argparse._SubParsersAction) -> None:
+    from weather_dagster.reference.synthetic.cli import add_synthetic_command
+
+    add_synthetic_command(sub)
+
+
+COMMANDS.append(_add_synthetic)

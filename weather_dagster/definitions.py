@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dagster import Definitions
 
+from weather_dagster.dagster_defs.reference_assets import reference_definitions
 from weather_dagster.dagster_defs.resources import build_resources
 from weather_dagster.dagster_defs.scoring_assets import SCORING_ASSETS, scoring_resources
 from weather_dagster.db.engine import Database
@@ -22,7 +23,12 @@ def build_definitions(
     settings = settings or load_settings()
     resources = build_resources(settings, database)
     resources.update(scoring_resources(resources["db"], scoring_inputs, weight_publisher))
-    return Definitions(assets=[*SCORING_ASSETS], resources=resources)
+    reference = reference_definitions(settings)
+    return Definitions(
+        assets=[*reference.assets, *SCORING_ASSETS],
+        sensors=[*reference.sensors],
+        resources={**resources, **reference.resources},
+    )
 
 
 defs = build_definitions()

@@ -78,3 +78,6 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_terminal_summary(terminalreporter) -> None:
     counts = ", ".join(f"{name}: {_passed_by_backend[name]}" for name in BACKENDS)
     terminalreporter.write_line(f"database tests passed per backend: {counts}")
+
+
+pytest_plugins = ["weather_dagster_tests.fixtures_reference"]

@@ -17,3 +17,13 @@ class ReferenceSettings(SettingsSection):
     )
     http_timeout_s: float = Field(60.0, gt=0.0, le=3600.0)
     max_grib_message_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    # The grid truth is checked against (0.25 in production; coarse grids for tests and the demo).
+    grid_resolution_deg: float = Field(0.25, gt=0.0, le=10.0)
+    # In-run retries of a blip (reset, 5xx, timeout) within seconds; longer outages go to the step table.
+    http_blip_retries: int = Field(2, ge=0, le=10)
+    http_blip_backoff_s: float = Field(0.5, ge=0.0, le=60.0)
+    # How long a caller waits for another worker downloading the same partition.
+    cache_lock_timeout_s: float = Field(3600.0, gt=0.0, le=86_400.0)
+    # The ERA5 sensor looks this many days back for valid dates that have arrived.
+    era5_sensor_lookback_days: int = Field(20, ge=1, le=365)
+    era5_sensor_interval_s: int = Field(3600, ge=30, le=86_400)

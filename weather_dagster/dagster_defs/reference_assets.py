@@ -1,0 +1,190 @@
+"""Dagster assets for reference data: GFS analysis, GFS forecast, ERA5 truth, ERA5 climatology.
+
+Each asset materializes one partition into the local cache through :class:`ReferenceData` (so a
+materialization *is* "this partition is cached and valid"), reports where it came from and what it
+holds, and runs three checks on the cached data: grid, units ranges, no NaN. A sensor requests
+``era5_truth`` partitions when the ERA5 probe says a valid date has arrived.
+"""
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    ResourceParam,
+    RunRequest,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    StaticPartitionsDefinition,
+    asset,
+    sensor,
+)
+
+from weather_dagster.core.errors import SourceError, TruthNotAvailable
+from weather_dagster.dagster_defs.partitions import era5_dates, gfs_analysis_times, round_dates
+from weather_dagster.reference.cache import CacheResult
+from weather_dagster.reference.canonical import check_dataset, summarize
+from weather_dagster.reference.climatology import climatology_key, parse_climatology_key
+from weather_dagster.reference.sources import ReferenceData
+from weather_dagster.settings import Settings
+
+ReferenceResource = ResourceParam[ReferenceData]
+
+climatology_slices = StaticPartitionsDefinition(
+    [climatology_key(day, hour) for day in range(1, 367) for hour in (0, 6, 12, 18)]
+)
+# check name -> the problem key of canonical.check_dataset
+CHECKS = {"grid": "grid", "units_range": "units", "no_nan": "nan"}
+GROUP = "reference"
+
+
+def _check_specs(asset_name: str) -> list[AssetCheckSpec]:
+    descriptions = {
+        "grid": "canonical grid: latitude 90 -> -90, longitude from 0, configured resolution, float32",
+        "units_range": "CF units and every value within the variable's plausible physical range",
+        "no_nan": "no NaN or infinite value in any field",
+    }
+    return [AssetCheckSpec(name, asset=asset_name, description=descriptions[name]) for name in CHECKS]
+
+
+def _result(result: CacheResult, reference: ReferenceData, started: float) -> MaterializeResult:
+    ds = result.dataset
+    problems = check_dataset(ds, reference.grid)
+    fields = sum(int(ds[name].size // (ds.sizes["lat"] * ds.sizes["lon"])) for name in ds.data_vars)
+    info = result.info
+    metadata: dict[str, Any] = {
+        "source_url": MetadataValue.text(", ".join(info.get("source_urls", [])) or str(ds.attrs.get("source_url"))),
+        "bytes_decoded": MetadataValue.int(int(ds.nbytes)),
+        "fields": MetadataValue.int(fields),
+        "variables": MetadataValue.json(summarize(ds)),
+        "grid_deg": MetadataValue.float(reference.grid.resolution_deg),
+        "downloaded": MetadataValue.bool(result.downloaded),
+        "download_duration_s": MetadataValue.float(float(info.get("build_duration_s", 0.0))),
+        "duration_s": MetadataValue.float(round(time.monotonic() - started, 3)),
+        "cache_path": MetadataValue.path(str(result.path)),
+    }
+    if "bytes_read" in info:  # measured for the GFS range reads (Zarr reads go through fsspec)
+        metadata["bytes_read"] = MetadataValue.int(int(info["bytes_read"]))
+        metadata["http_requests"] = MetadataValue.int(int(info.get("requests", 0)))
+    checks = [
+        AssetCheckResult(
+            check_name=name,
+            passed=problem not in problems,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"problem": problems.get(problem, "")},
+        )
+        for name, problem in CHECKS.items()
+    ]
+    return MaterializeResult(metadata=metadata, check_results=checks)
+
+
+def _run(load, reference: ReferenceData) -> MaterializeResult:
+    started = time.monotonic()
+    try:
+        return _result(load(), reference, started)
+    except TruthNotAvailable as exc:  # a wait, not a failure of the data: the sensor asks again later
+        raise Failure(description=str(exc), allow_retries=False) from exc
+    except SourceError as exc:
+        raise Failure(description=str(exc), metadata={"url": exc.url, "problem": exc.problem}) from exc
+
+
+@asset(partitions_def=gfs_analysis_times, check_specs=_check_specs("gfs_analysis"), group_name=GROUP)
+def gfs_analysis(context: AssetExecutionContext, reference: ReferenceResource) -> MaterializeResult:
+    """GFS f000 of the 6-hourly cycle at the partition's valid time, scored fields, cached."""
+    valid_time = context.partition_time_window.start.astimezone(UTC)
+    return _run(lambda: reference.load_gfs_analysis(valid_time), reference)
+
+
+@asset(partitions_def=round_dates, check_specs=_check_specs("gfs_forecast"), group_name=GROUP)
+def gfs_forecast(
+    context: AssetExecutionContext, reference: ReferenceResource, settings: ResourceParam[Settings]
+) -> MaterializeResult:
+    """The GFS forecast of the day's round cycle at the Day1 leads (the Day1 reference), cached."""
+    start = context.partition_time_window.start.astimezone(UTC)
+    init_time = start + timedelta(hours=settings.round.gfs_cycle_hour_utc)
+    return _run(lambda: reference.load_gfs_forecast(init_time), reference)
+
+
+@asset(partitions_def=era5_dates, check_specs=_check_specs("era5_truth"), group_name=GROUP)
+def era5_truth(context: AssetExecutionContext, reference: ReferenceResource) -> MaterializeResult:
+    """ERA5 at 00Z of the partition date, all scored variables and levels, cached."""
+    valid_time = context.partition_time_window.start.astimezone(UTC)
+    return _run(lambda: reference.load_era5(valid_time), reference)
+
+
+@asset(partitions_def=climatology_slices, check_specs=_check_specs("era5_climatology"), group_name=GROUP)
+def era5_climatology(context: AssetExecutionContext, reference: ReferenceResource) -> MaterializeResult:
+    """The WeatherBench 2 climatology slice for one (day-of-year, hour), cached."""
+    day_of_year, hour = parse_climatology_key(context.partition_key)
+    return _run(lambda: reference.load_climatology(day_of_year, hour), reference)
+
+
+def era5_dates_to_request(
+    reference: ReferenceData, now: datetime, lookback_days: int, materialized: set[str]
+) -> tuple[list[str], str]:
+    """Valid dates (``YYYY-MM-DD``) in the look-back window whose ERA5 has arrived and is not cached.
+
+    Returns the dates and the ERA5T stop stamp (part of the run key, so a new publication lets a
+    failed date be asked again while a repeated tick stays harmless).
+    """
+    stop = reference.era5_store.era5t_stop()
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    dates = []
+    for back in range(lookback_days, -1, -1):
+        valid = today - timedelta(days=back)
+        key = valid.strftime("%Y-%m-%d")
+        if key in materialized or valid > stop:
+            continue
+        if reference.era5_available(valid):
+            dates.append(key)
+    return dates, stop.strftime("%Y%m%dT%H")
+
+
+@dataclass
+class ReferenceDefinitions:
+    assets: list[AssetsDefinition]
+    sensors: list[SensorDefinition]
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+def reference_definitions(settings: Settings, reference: ReferenceData | None = None) -> ReferenceDefinitions:
+    """Assets, the ERA5 sensor and the ``reference`` resource, configured from ``settings``."""
+    ref_settings = settings.reference
+
+    @sensor(
+        name="era5_truth_sensor",
+        asset_selection=[era5_truth],
+        minimum_interval_seconds=ref_settings.era5_sensor_interval_s,
+        description="Requests era5_truth partitions when the ERA5 probe says a valid date has arrived",
+    )
+    def era5_truth_sensor(context: SensorEvaluationContext, reference: ReferenceResource):
+        # Hindcast (test mode only) shifts "now" back, as it shifts round init times.
+        now = datetime.now(UTC) - timedelta(days=settings.hindcast_days)
+        materialized = set(context.instance.get_materialized_partitions(AssetKey("era5_truth")))
+        try:
+            dates, stamp = era5_dates_to_request(reference, now, ref_settings.era5_sensor_lookback_days, materialized)
+        except SourceError as exc:
+            return SkipReason(f"ERA5 probe failed: {exc}")
+        if not dates:
+            return SkipReason("no new ERA5 valid date has arrived")
+        return SensorResult(
+            run_requests=[RunRequest(partition_key=d, run_key=f"era5_truth:{d}:{stamp}") for d in dates]
+        )
+
+    return ReferenceDefinitions(
+        assets=[gfs_analysis, gfs_forecast, era5_truth, era5_climatology],
+        sensors=[era5_truth_sensor],
+        resources={"reference": reference or ReferenceData(settings)},
+    )

@@ -1,0 +1,132 @@
+"""A local Zarr cache per partition, with atomic writes and single-flight downloads.
+
+Layout: ``<root>/<kind>/<key>.zarr``. A cache entry is valid only if its directory exists *and*
+holds the ``_complete.json`` marker; both appear at once because the entry is written in a temporary
+directory beside it and renamed into place (``rename`` is atomic on one file system). A process
+killed mid-download or mid-write therefore leaves at most a ``.tmp-*`` directory, never an entry
+that reads as valid, and the next attempt cleans it up.
+
+Single-flight: one ``flock`` per entry serialises every thread and process that wants it; the first
+one downloads, the rest wait and then read what it wrote. ``flock`` locks belong to open file
+descriptions, so two threads of one process exclude each other as well as two processes, and the
+kernel drops the lock when a holder dies.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+MARKER = "_complete.json"
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class CacheLockTimeout(TimeoutError):
+    pass
+
+
+@dataclass(frozen=True)
+class CacheResult:
+    dataset: xr.Dataset
+    downloaded: bool  # True for the one call that fetched from the source
+    path: Path
+    info: dict[str, Any]  # what the downloader recorded (source URL, bytes read, duration, ...)
+
+
+class PartitionCache:
+    def __init__(self, root: Path, lock_timeout_s: float = 3600.0) -> None:
+        self.root = Path(root)
+        self.lock_timeout_s = lock_timeout_s
+
+    def path(self, kind: str, key: str) -> Path:
+        return self.root / _SAFE.sub("_", kind) / f"{_SAFE.sub('_', key)}.zarr"
+
+    def is_valid(self, kind: str, key: str) -> bool:
+        return (self.path(kind, key) / MARKER).is_file()
+
+    def read(self, kind: str, key: str, load: bool = True) -> CacheResult:
+        """The cached entry, loaded into memory, or (``load=False``) opened lazily: each field is then
+        read from disk when used (one 2-D field per chunk), which keeps memory bounded."""
+        path = self.path(kind, key)
+        info = json.loads((path / MARKER).read_text())
+        dataset = xr.open_zarr(path, consolidated=True, zarr_format=2, chunks=None)
+        if load:
+            with dataset:
+                dataset = dataset.load()
+        return CacheResult(dataset, False, path, info)
+
+    @contextmanager
+    def _locked(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = path.with_name(path.name + ".lock")
+        deadline = time.monotonic() + self.lock_timeout_s
+        with open(lock_path, "a+") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise CacheLockTimeout(
+                            f"waited {self.lock_timeout_s}s for the cache lock {lock_path}"
+                        ) from None
+                    time.sleep(0.02)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def get_or_create(
+        self, kind: str, key: str, build: Callable[[], tuple[xr.Dataset, dict[str, Any]]], load: bool = True
+    ) -> CacheResult:
+        """The cached dataset, building it (once, whoever asks concurrently) when absent."""
+        if self.is_valid(kind, key):
+            return self.read(kind, key, load)
+        path = self.path(kind, key)
+        with self._locked(path):
+            if self.is_valid(kind, key):  # someone else finished while we waited
+                return self.read(kind, key, load)
+            self._clean(path)
+            started = time.monotonic()
+            dataset, info = build()
+            info = {**info, "build_duration_s": round(time.monotonic() - started, 3)}
+            self._write_atomically(path, dataset, info)
+        return CacheResult(dataset, True, path, info)
+
+    def _clean(self, path: Path) -> None:
+        """Remove leftovers of crashed attempts (we hold the lock, so none is in progress)."""
+        for leftover in path.parent.glob(path.name + ".tmp-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        if path.exists():  # an entry without its marker is not valid: never trust it
+            shutil.rmtree(path, ignore_errors=True)
+
+    def _write_atomically(self, path: Path, dataset: xr.Dataset, info: dict[str, Any]) -> None:
+        tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex}")
+        try:
+            # One 2-D field per chunk: scoring reads field by field.
+            encoding = {
+                name: {"chunks": (1,) * (dataset[name].ndim - 2) + dataset[name].shape[-2:]}
+                for name in dataset.data_vars
+            }
+            dataset.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True, encoding=encoding)
+            marker = tmp / MARKER
+            with open(marker, "w") as handle:
+                json.dump(info, handle, default=str)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.rename(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise

@@ -1,0 +1,128 @@
+"""The canonical in-memory form of reference data, shared by every adapter and the cache.
+
+One ``xr.Dataset`` per partition: surface variables ``(lat, lon)``, atmospheric variables
+``(pressure_level, lat, lon)``, float32, latitude 90 -> -90, longitude 0 -> 360 - step, CF units.
+Every field is checked (shape, finite, loose physical range) before it can enter a dataset, so a
+bad source fails loudly at download time instead of producing a silently wrong score.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from weather_dagster.core.errors import SourceError
+from weather_dagster.reference.grid import Grid
+from weather_dagster.reference.variables import VARIABLES
+
+
+def check_field(values: np.ndarray, variable: str, level: int | None, grid: Grid, url: str) -> None:
+    where = f"{variable}" + (f" at {level} hPa" if level is not None else "")
+    if values.shape != grid.shape:
+        raise SourceError(url, f"wrong grid for {where}: shape {values.shape}, expected {grid.shape}")
+    finite = np.isfinite(values)
+    if not finite.all():
+        raise SourceError(url, f"NaN or infinite values in {where}: {int((~finite).sum())} of {values.size} points")
+    low, high = VARIABLES[variable].plausible_range
+    vmin, vmax = float(values.min()), float(values.max())
+    if vmin < low or vmax > high:
+        raise SourceError(url, f"{where} outside its plausible range [{low}, {high}]: min {vmin:g}, max {vmax:g}")
+
+
+def canonical_dataset(
+    fields: dict[tuple[str, int | None], np.ndarray],
+    variables: tuple[str, ...],
+    levels: tuple[int, ...],
+    grid: Grid,
+    attrs: dict[str, Any] | None = None,
+) -> xr.Dataset:
+    data_vars = {}
+    for name in variables:
+        units = {"units": VARIABLES[name].units}
+        if VARIABLES[name].atmospheric:
+            stack = np.stack([fields[(name, level)] for level in levels]).astype(np.float32, copy=False)
+            data_vars[name] = (("pressure_level", "lat", "lon"), stack, units)
+        else:
+            data_vars[name] = (("lat", "lon"), fields[(name, None)].astype(np.float32, copy=False), units)
+    return xr.Dataset(
+        data_vars,
+        coords={
+            "pressure_level": ("pressure_level", np.array(levels, dtype=np.int32)),
+            "lat": ("lat", grid.latitudes),
+            "lon": ("lon", grid.longitudes),
+        },
+        attrs=dict(attrs or {}),
+    )
+
+
+def field_of(dataset: xr.Dataset, variable: str, level_hpa: int | None, **selection: Any) -> np.ndarray:
+    """One float32 2-D field out of a canonical dataset (``selection`` e.g. ``lead_hours=12``)."""
+    if variable not in dataset:
+        raise KeyError(f"variable {variable!r} is not in this reference dataset")
+    da = dataset[variable]
+    if selection:
+        da = da.sel(selection)
+    if VARIABLES[variable].atmospheric:
+        if level_hpa is None:
+            raise ValueError(f"{variable} needs a pressure level")
+        if level_hpa not in da["pressure_level"].values:
+            raise KeyError(f"level {level_hpa} hPa of {variable} is not in this reference dataset")
+        da = da.sel(pressure_level=level_hpa)
+    return np.ascontiguousarray(da.values, dtype=np.float32)
+
+
+def summarize(dataset: xr.Dataset) -> dict[str, dict[str, float]]:
+    """Per-variable min/max, for asset metadata."""
+    return {name: {"min": float(dataset[name].min()), "max": float(dataset[name].max())} for name in dataset.data_vars}
+
+
+def check_dataset(dataset: xr.Dataset, grid: Grid) -> dict[str, str]:
+    """Problems found in a canonical dataset by check name (grid, units, nan); empty when all pass."""
+    problems: dict[str, str] = {}
+    try:
+        found = Grid.from_coords(dataset["lat"].values, dataset["lon"].values)
+        if found != grid:
+            problems["grid"] = f"{found.resolution_deg} degree, expected {grid.resolution_deg}"
+    except (ValueError, KeyError) as exc:
+        problems["grid"] = str(exc)
+    for name in dataset.data_vars:
+        da = dataset[name]
+        if da.dtype != np.float32:
+            problems.setdefault("grid", f"{name} is {da.dtype}, expected float32")
+        spec = VARIABLES.get(str(name))
+        if spec is None:
+            continue
+        values = da.values
+        if not np.isfinite(values).all():
+            problems["nan"] = f"{name} has NaN or infinite values"
+            continue
+        low, high = spec.plausible_range
+        if da.attrs.get("units") != spec.units:
+            problems["units"] = f"{name} units {da.attrs.get('units')!r}, expected {spec.units!r}"
+        elif values.min() < low or values.max() > high:
+            problems["units"] = f"{name} outside [{low}, {high}]"
+    return problems
+
+
+def orient(da: xr.DataArray, grid: Grid, url: str) -> np.ndarray:
+    """A (..., lat, lon) array turned to the canonical orientation and checked against ``grid``.
+
+    Sources differ: latitude ascending or descending, longitude 0..360 or -180..180.
+    """
+    lat_name = "latitude" if "latitude" in da.dims else "lat"
+    lon_name = "longitude" if "longitude" in da.dims else "lon"
+    if lat_name not in da.dims or lon_name not in da.dims:
+        raise SourceError(url, f"{da.name}: no latitude/longitude dimensions (dims {da.dims})")
+    da = da.assign_coords({lon_name: da[lon_name] % 360.0}).sortby(lon_name).sortby(lat_name, ascending=False)
+    try:
+        found = Grid.from_coords(da[lat_name].values, da[lon_name].values)
+    except ValueError as exc:
+        raise SourceError(url, f"wrong grid for {da.name}: {exc}") from exc
+    if found != grid:
+        raise SourceError(
+            url, f"wrong grid for {da.name}: {found.resolution_deg} degree, expected {grid.resolution_deg}"
+        )
+    other = [d for d in da.dims if d not in (lat_name, lon_name)]
+    return np.asarray(da.transpose(*other, lat_name, lon_name).values, dtype=np.float32)

@@ -1,0 +1,114 @@
+"""HTTP reads for reference data: whole small files and byte ranges, with short in-run retries.
+
+Only blips (connection reset, 5xx, timeouts) are retried here, a few times within seconds; longer
+outages surface as :class:`SourceError` so the step table schedules the next attempt (SPEC section 5).
+Every failure names the URL and the problem.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from weather_dagster.core.errors import SourceError
+
+
+@dataclass
+class HttpReader:
+    client: httpx.Client
+    retries: int = 2
+    backoff_s: float = 0.5
+    bytes_read: int = 0
+    requests: int = 0
+    urls: list[str] = field(default_factory=list)
+
+    def _attempt(self, fn, url: str):
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            try:
+                return fn()
+            except SourceError as exc:
+                if not getattr(exc, "transient", False):
+                    raise
+                last = exc
+            except httpx.TimeoutException as exc:
+                last = SourceError(url, f"timed out after {self.client.timeout.read}s ({type(exc).__name__})")
+            except httpx.TransportError as exc:
+                last = SourceError(url, f"transport error: {type(exc).__name__}: {exc}")
+            if attempt < self.retries:
+                time.sleep(self.backoff_s * 2**attempt)
+        assert last is not None
+        raise last
+
+    def _check_status(self, response: httpx.Response, url: str, expected: tuple[int, ...]) -> None:
+        if response.status_code in expected:
+            return
+        problem = f"HTTP {response.status_code} {response.reason_phrase}"
+        if response.status_code >= 500 or response.status_code == 429:
+            raise _transient(url, problem)
+        raise SourceError(url, problem)
+
+    def get_text(self, url: str, max_bytes: int = 16 * 1024 * 1024) -> str:
+        def once() -> str:
+            with self.client.stream("GET", url) as response:
+                self._check_status(response, url, (200,))
+                body = self._read(response, url, max_bytes)
+            return body.decode("utf-8", errors="replace")
+
+        return self._attempt(once, url)
+
+    def get_range(self, url: str, start: int, end: int | None, max_bytes: int) -> bytes:
+        """Bytes ``start`` .. ``end`` - 1 (``end`` None: to the end of the file, at most ``max_bytes``).
+
+        A server that ignores ``Range`` answers 200 with the whole file: that is refused before the
+        body is read (SPEC section 7), as is any answer of the wrong length.
+        """
+        header = f"bytes={start}-{'' if end is None else end - 1}"
+
+        def once() -> bytes:
+            with self.client.stream("GET", url, headers={"Range": header}) as response:
+                if response.status_code == 200:
+                    raise SourceError(
+                        url,
+                        f"server ignored the Range header ({header}) and sent the whole file "
+                        f"(HTTP 200, content-length {response.headers.get('content-length', '?')})",
+                    )
+                self._check_status(response, url, (206,))
+                content_range = response.headers.get("content-range", "")
+                if not content_range.startswith(f"bytes {start}-"):
+                    raise SourceError(url, f"wrong Content-Range {content_range!r} for {header}")
+                body = self._read(response, url, max_bytes)
+            if end is not None and len(body) != end - start:
+                raise _transient(url, f"truncated range {header}: got {len(body)} of {end - start} bytes")
+            return body
+
+        return self._attempt(once, url)
+
+    def _read(self, response: httpx.Response, url: str, max_bytes: int) -> bytes:
+        chunks = []
+        size = 0
+        try:
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise SourceError(url, f"response larger than the {max_bytes}-byte limit")
+                chunks.append(chunk)
+        except httpx.RemoteProtocolError as exc:
+            raise _transient(url, f"truncated response after {size} bytes: {exc}") from exc
+        self.bytes_read += size
+        self.requests += 1
+        self.urls.append(url)
+        return b"".join(chunks)
+
+
+def _transient(url: str, problem: str) -> SourceError:
+    error = SourceError(url, problem)
+    error.transient = True  # type: ignore[attr-defined]
+    return error
+
+
+def make_client(timeout_s: float) -> httpx.Client:
+    """No redirects: reference URLs are configuration, a redirect elsewhere is an error to see."""
+    return httpx.Client(timeout=httpx.Timeout(timeout_s), follow_redirects=False)

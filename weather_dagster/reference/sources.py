@@ -1,0 +1,242 @@
+"""The one facade scoring and the Dagster assets use for reference data.
+
+``ReferenceData(settings)`` hands out field sources implementing the protocols of
+:mod:`weather_dagster.reference.interfaces`. Every read goes through the partition cache: the first
+caller of a partition downloads it (once, whatever the concurrency), everyone else reads the cache.
+
+- ``gfs_analysis().field(var, level, valid_time)``        GFS f000 of the cycle at ``valid_time``
+- ``gfs_forecast(init).field(var, level, lead_hours)``    GFS forecast of cycle ``init`` (Day1 leads)
+- ``era5().field(var, level, valid_time)``                ERA5 (raises TruthNotAvailable until published)
+- ``era5_available(valid_time)``                          the probe: published and finite?
+- ``climatology().field(var, level, day_of_year, hour)``  WeatherBench 2 climatology slice
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import numpy as np
+import xarray as xr
+
+from weather_dagster.reference.cache import CacheResult, PartitionCache
+from weather_dagster.reference.canonical import field_of
+from weather_dagster.reference.climatology import ClimatologyStore, climatology_key
+from weather_dagster.reference.era5 import Era5Store
+from weather_dagster.reference.gfs import load_gfs
+from weather_dagster.reference.grid import Grid
+from weather_dagster.reference.http import HttpReader, make_client
+from weather_dagster.settings import Settings
+
+GFS_ANALYSIS, GFS_FORECAST, ERA5, CLIMATOLOGY = "gfs_analysis", "gfs_forecast", "era5", "climatology"
+
+
+def _utc(when: datetime) -> datetime:
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def time_key(when: datetime) -> str:
+    return _utc(when).strftime("%Y-%m-%dT%H")
+
+
+class ReferenceData:
+    def __init__(self, settings: Settings, client: httpx.Client | None = None, memo_size: int = 16) -> None:
+        self.settings = settings
+        ref = settings.reference
+        self.grid = Grid(ref.grid_resolution_deg)
+        self.variables = settings.scoring.era5_variables
+        self.levels = settings.scoring.pressure_levels_hpa
+        self.cache = PartitionCache(settings.data_dir / "reference", ref.cache_lock_timeout_s)
+        self._client = client
+        self._client_lock = threading.Lock()
+        self.era5_store = Era5Store(ref.era5_zarr_url, self.grid, ref.http_timeout_s)
+        self.climatology_store = ClimatologyStore(ref.climatology_zarr_url, self.grid, ref.http_timeout_s)
+        self._memo: OrderedDict[tuple[str, str], xr.Dataset] = OrderedDict()
+        self._memo_lock = threading.Lock()
+        self._memo_size = memo_size
+
+    # -- plumbing ------------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> httpx.Client:
+        with self._client_lock:
+            if self._client is None:
+                self._client = make_client(self.settings.reference.http_timeout_s)
+            return self._client
+
+    def _reader(self) -> HttpReader:
+        ref = self.settings.reference
+        return HttpReader(self.client, retries=ref.http_blip_retries, backoff_s=ref.http_blip_backoff_s)
+
+    def _dataset(self, kind: str, key: str, load) -> xr.Dataset:
+        """A lazily opened cached partition (downloaded first if needed); fields are read on demand."""
+        with self._memo_lock:
+            if (kind, key) in self._memo:
+                self._memo.move_to_end((kind, key))
+                return self._memo[(kind, key)]
+        result = load(False)
+        if result.downloaded:  # the fresh copy is in memory: swap it for the lazy on-disk one
+            result = self.cache.read(kind, key, load=False)
+        with self._memo_lock:
+            self._memo[(kind, key)] = result.dataset
+            while len(self._memo) > self._memo_size:
+                self._memo.popitem(last=False)
+        return result.dataset
+
+    # -- partition loads (what the assets materialize) -----------------------------------------------
+
+    def _gfs(self, init_time: datetime, leads: tuple[int, ...]) -> tuple[list[xr.Dataset], dict[str, Any]]:
+        reader = self._reader()
+        loads = [
+            load_gfs(
+                reader,
+                self.settings.reference.gfs_base_url,
+                init_time,
+                lead,
+                self.variables,
+                self.levels,
+                self.grid,
+                self.settings.reference.max_grib_message_bytes,
+            )
+            for lead in leads
+        ]
+        info = {"source_urls": [x.url for x in loads], "bytes_read": reader.bytes_read, "requests": reader.requests}
+        return [x.dataset for x in loads], info
+
+    def load_gfs_analysis(self, valid_time: datetime, load: bool = True) -> CacheResult:
+        valid_time = _utc(valid_time)
+        if valid_time.hour % 6 or valid_time.minute:
+            raise ValueError(f"GFS analyses exist at 00, 06, 12 and 18 UTC, not {valid_time.isoformat()}")
+
+        def build() -> tuple[xr.Dataset, dict[str, Any]]:
+            datasets, info = self._gfs(valid_time, (0,))
+            ds = datasets[0]
+            ds.attrs.update(valid_time=valid_time.isoformat(), source="gfs_analysis")
+            return ds, info
+
+        key = time_key(valid_time)
+        return self.cache.get_or_create(GFS_ANALYSIS, key, build, load)
+
+    def load_gfs_forecast(self, init_time: datetime, load: bool = True) -> CacheResult:
+        init_time = _utc(init_time)
+        leads = tuple(self.settings.scoring.day1_lead_hours)
+
+        def build() -> tuple[xr.Dataset, dict[str, Any]]:
+            datasets, info = self._gfs(init_time, leads)
+            ds = xr.concat(datasets, dim="lead_hours", combine_attrs="override")
+            ds = ds.assign_coords(lead_hours=("lead_hours", np.array(leads, dtype=np.int32)))
+            ds.attrs.update(init_time=init_time.isoformat(), source="gfs_forecast")
+            return ds, info
+
+        key = time_key(init_time)
+        return self.cache.get_or_create(GFS_FORECAST, key, build, load)
+
+    def load_era5(self, valid_time: datetime, load: bool = True) -> CacheResult:
+        valid_time = _utc(valid_time)
+
+        def build() -> tuple[xr.Dataset, dict[str, Any]]:
+            ds = self.era5_store.load(valid_time, self.variables, self.levels)
+            ds.attrs.update(valid_time=valid_time.isoformat())
+            return ds, {"source_urls": [self.era5_store.url]}
+
+        key = time_key(valid_time)
+        return self.cache.get_or_create(ERA5, key, build, load)
+
+    def load_climatology(self, day_of_year: int, hour: int, load: bool = True) -> CacheResult:
+        key = climatology_key(day_of_year, hour)
+
+        def build() -> tuple[xr.Dataset, dict[str, Any]]:
+            ds = self.climatology_store.load(day_of_year, hour, self.variables, self.levels)
+            return ds, {"source_urls": [self.climatology_store.url]}
+
+        return self.cache.get_or_create(CLIMATOLOGY, key, build, load)
+
+    # -- field sources (what scoring calls) ----------------------------------------------------------
+
+    def gfs_analysis(self) -> GfsAnalysisSource:
+        return GfsAnalysisSource(self)
+
+    def gfs_forecast(self, init_time: datetime) -> GfsForecastSource:
+        return GfsForecastSource(self, _utc(init_time))
+
+    def era5(self) -> Era5Source:
+        return Era5Source(self)
+
+    def era5_available(self, valid_time: datetime) -> bool:
+        return self.era5_store.available(_utc(valid_time))
+
+    def climatology(self) -> ClimatologyFieldSource:
+        return ClimatologyFieldSource(self)
+
+    def close(self) -> None:
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
+@dataclass
+class GfsAnalysisSource:
+    data: ReferenceData
+
+    @property
+    def grid(self) -> Grid:
+        return self.data.grid
+
+    def field(self, variable: str, level_hpa: int | None, valid_time: datetime) -> np.ndarray:
+        ds = self.data._dataset(
+            GFS_ANALYSIS, time_key(valid_time), lambda load: self.data.load_gfs_analysis(valid_time, load)
+        )
+        return field_of(ds, variable, level_hpa)
+
+
+@dataclass
+class GfsForecastSource:
+    data: ReferenceData
+    init_time: datetime
+
+    @property
+    def grid(self) -> Grid:
+        return self.data.grid
+
+    def field(self, variable: str, level_hpa: int | None, lead_hours: int) -> np.ndarray:
+        ds = self.data._dataset(
+            GFS_FORECAST, time_key(self.init_time), lambda load: self.data.load_gfs_forecast(self.init_time, load)
+        )
+        if lead_hours not in ds["lead_hours"].values:
+            raise KeyError(f"GFS forecast lead {lead_hours} h is not cached (day1_lead_hours setting)")
+        return field_of(ds, variable, level_hpa, lead_hours=lead_hours)
+
+    def valid_time(self, lead_hours: int) -> datetime:
+        return self.init_time + timedelta(hours=lead_hours)
+
+
+@dataclass
+class Era5Source:
+    data: ReferenceData
+
+    @property
+    def grid(self) -> Grid:
+        return self.data.grid
+
+    def field(self, variable: str, level_hpa: int | None, valid_time: datetime) -> np.ndarray:
+        ds = self.data._dataset(ERA5, time_key(valid_time), lambda load: self.data.load_era5(valid_time, load))
+        return field_of(ds, variable, level_hpa)
+
+
+@dataclass
+class ClimatologyFieldSource:
+    data: ReferenceData
+
+    @property
+    def grid(self) -> Grid:
+        return self.data.grid
+
+    def field(self, variable: str, level_hpa: int | None, day_of_year: int, hour: int) -> np.ndarray:
+        key = climatology_key(day_of_year, hour)
+        ds = self.data._dataset(CLIMATOLOGY, key, lambda load: self.data.load_climatology(day_of_year, hour, load))
+        return field_of(ds, variable, level_hpa)
