@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dagster import Definitions
 
+from weather_dagster.dagster_defs.gates import GATE_ASSETS
 from weather_dagster.dagster_defs.reference_assets import reference_definitions
 from weather_dagster.dagster_defs.resources import build_resources
 from weather_dagster.dagster_defs.scoring_assets import SCORING_ASSETS, scoring_resources
@@ -25,7 +26,7 @@ def build_definitions(
     resources.update(scoring_resources(resources["db"], scoring_inputs, weight_publisher))
     reference = reference_definitions(settings)
     return Definitions(
-        assets=[*reference.assets, *SCORING_ASSETS],
+        assets=[*reference.assets, *GATE_ASSETS, *SCORING_ASSETS],
         sensors=[*reference.sensors],
         resources={**resources, **reference.resources},
     )

@@ -123,8 +123,7 @@ def day1_score(
     deps=[
         AssetDep(AssetKey("day1_score")),
         AssetDep(AssetKey("miner_forecast")),
-        AssetDep(AssetKey("era5_truth"), partition_mapping=_BY_DATE),
-        AssetDep(AssetKey("era5_climatology")),
+        AssetDep(AssetKey("era5_truth_gate"), partition_mapping=_BY_DATE),
     ],
     check_specs=ERA5_CHECKS,
     pool="scoring",
