@@ -17,3 +17,6 @@ class RoundSettings(SettingsSection):
     miner_http_pool_limit: int = Field(1, ge=1, le=64)
     scoring_pool_limit: int = Field(1, ge=1, le=64)
     sensor_dry_run: bool = False
+    sensor_interval_s: int = Field(30, ge=1, le=3600)
+    # Miners scored per batched scoring run (a Dagster run costs seconds of CPU to start).
+    scoring_batch_size: int = Field(64, ge=1, le=256)
