@@ -17,3 +17,11 @@ class RoundSettings(SettingsSection):
     miner_http_pool_limit: int = Field(1, ge=1, le=64)
     scoring_pool_limit: int = Field(1, ge=1, le=64)
     sensor_dry_run: bool = False
+    # Step execution. No broker: Dagster's multiprocess executor with at most this many step processes
+    # per run (0 = one per CPU core). A broker URL (e.g. redis://host:6379/0) sends steps to Celery workers.
+    executor_max_concurrent: int = Field(0, ge=0, le=256)
+    celery_broker_url: str | None = Field(None, repr=False)
+    # Where workers put step results; empty means the broker URL (Redis serves both).
+    celery_backend_url: str | None = Field(None, repr=False)
+    # Redis re-delivers an unacknowledged step task after this long; must exceed the longest step.
+    celery_visibility_timeout_s: int = Field(6 * 3600, ge=60, le=7 * 86_400)
