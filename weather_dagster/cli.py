@@ -34,8 +34,29 @@ def _add_db(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_db)
 
 
+def _pools(args: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+
+    from weather_dagster.dagster_defs.pools import apply_pool_limits, current_pool_limits
+
+    settings = load_settings()
+    with DagsterInstance.get() as instance:
+        if args.action == "apply":
+            apply_pool_limits(instance, settings)
+        for pool, limit in sorted(current_pool_limits(instance).items()):
+            print(f"{pool}: {limit}")
+    return 0
+
+
+def _add_pools(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("pools", help="Dagster pool limits from WEATHER_ROUND__*_POOL_LIMIT ($DAGSTER_HOME)")
+    parser.add_argument("action", choices=["apply", "show"])
+    parser.set_defaults(handler=_pools)
+
+
 # Each entry adds one subcommand; later stages append theirs (synthetic data, demo miners, ...).
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_db]
+COMMANDS.append(_add_pools)
 
 
 def main(argv: list[str] | None = None) -> int:

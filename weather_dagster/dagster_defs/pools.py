@@ -14,6 +14,10 @@ from weather_dagster.settings import Settings
 
 MINER_HTTP_POOL = "miner_http"
 SCORING_POOL = "scoring"
+# Run tag limited to one run at a time by dagster.postgres.yaml (`concurrency.runs.tag_concurrency_limits`):
+# the run that opens a round carries {RUN_KIND_TAG: ROUND_RUN_KIND}.
+RUN_KIND_TAG = "weather/kind"
+ROUND_RUN_KIND = "round"
 
 
 def pool_limits(settings: Settings) -> dict[str, int]:
