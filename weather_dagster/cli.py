@@ -54,9 +54,31 @@ def _add_pools(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_pools)
 
 
+def _celery_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from weather_dagster.dagster_defs.executors import WORKER_ARGS, celery_executor_config, min_worker_concurrency
+
+    settings = load_settings()
+    if not settings.round.celery_broker_url:
+        print("weather-dagster: set WEATHER_ROUND__CELERY_BROKER_URL (e.g. redis://host:6379/0)", file=sys.stderr)
+        return 2
+    start = "dagster-celery worker start -A dagster_celery.app -y THIS_FILE -- --concurrency=N"
+    print(f"# {start} {' '.join(WORKER_ARGS)}")
+    print(f"# N >= {min_worker_concurrency(settings)} (the sum of the pool limits)")
+    print(yaml.safe_dump({"execution": {"config": celery_executor_config(settings)}}, sort_keys=True), end="")
+    return 0
+
+
+def _add_celery_config(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("celery-config", help="print the Celery worker YAML for WEATHER_ROUND__CELERY_BROKER_URL")
+    parser.set_defaults(handler=_celery_config)
+
+
 # Each entry adds one subcommand; later stages append theirs (synthetic data, demo miners, ...).
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_db]
 COMMANDS.append(_add_pools)
+COMMANDS.append(_add_celery_config)
 
 
 def main(argv: list[str] | None = None) -> int:

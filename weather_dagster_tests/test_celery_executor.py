@@ -8,8 +8,10 @@ teardown, so a stuck broker or worker fails the test instead of hanging it.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
+import yaml
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from weather_dagster.dagster_defs.executors import (
@@ -22,6 +24,7 @@ from weather_dagster.dagster_defs.pools import MINER_HTTP_POOL, SCORING_POOL, ap
 from weather_dagster.settings import load_settings
 from weather_dagster_tests import stand_in_defs
 from weather_dagster_tests.services import (
+    VENV_BIN,
     ancestors,
     celery_worker,
     clean_env,
@@ -49,6 +52,17 @@ def test_settings_choose_the_executor(tmp_path: Path) -> None:
     assert config["backend"] == "redis://h:1/0"
     assert config["config_source"]["worker_prefetch_multiplier"] == 1
     assert config["config_source"]["worker_disable_prefetch"] is True
+
+
+def test_cli_prints_the_worker_config(tmp_path: Path) -> None:
+    cli = [str(VENV_BIN / "weather-dagster"), "celery-config"]
+    env = clean_env(tmp_path, WEATHER_ROUND__CELERY_BROKER_URL="redis://10.0.0.5:6379/2")
+    out = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+    block = yaml.safe_load(out)["execution"]["config"]
+    assert block["broker"] == block["backend"] == "redis://10.0.0.5:6379/2"
+    assert block["config_source"]["broker_transport_options"]["visibility_timeout"] == 6 * 3600
+    missing = subprocess.run(cli, env=clean_env(tmp_path), capture_output=True, text=True, timeout=60, check=False)
+    assert missing.returncode == 2 and "WEATHER_ROUND__CELERY_BROKER_URL" in missing.stderr
 
 
 def test_pooled_steps_run_in_the_celery_worker(tmp_path: Path) -> None:
