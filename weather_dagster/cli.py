@@ -34,8 +34,51 @@ def _add_db(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_db)
 
 
+def _pools(args: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+
+    from weather_dagster.dagster_defs.pools import apply_pool_limits, current_pool_limits
+
+    settings = load_settings()
+    with DagsterInstance.get() as instance:
+        if args.action == "apply":
+            apply_pool_limits(instance, settings)
+        for pool, limit in sorted(current_pool_limits(instance).items()):
+            print(f"{pool}: {limit}")
+    return 0
+
+
+def _add_pools(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("pools", help="Dagster pool limits from WEATHER_ROUND__*_POOL_LIMIT ($DAGSTER_HOME)")
+    parser.add_argument("action", choices=["apply", "show"])
+    parser.set_defaults(handler=_pools)
+
+
+def _celery_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from weather_dagster.dagster_defs.executors import WORKER_ARGS, celery_executor_config, min_worker_concurrency
+
+    settings = load_settings()
+    if not settings.round.celery_broker_url:
+        print("weather-dagster: set WEATHER_ROUND__CELERY_BROKER_URL (e.g. redis://host:6379/0)", file=sys.stderr)
+        return 2
+    start = "dagster-celery worker start -A dagster_celery.app -y THIS_FILE -- --concurrency=N"
+    print(f"# {start} {' '.join(WORKER_ARGS)}")
+    print(f"# N >= {min_worker_concurrency(settings)} (the sum of the pool limits)")
+    print(yaml.safe_dump({"execution": {"config": celery_executor_config(settings)}}, sort_keys=True), end="")
+    return 0
+
+
+def _add_celery_config(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("celery-config", help="print the Celery worker YAML for WEATHER_ROUND__CELERY_BROKER_URL")
+    parser.set_defaults(handler=_celery_config)
+
+
 # Each entry adds one subcommand; later stages append theirs (synthetic data, demo miners, ...).
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_db]
+COMMANDS.append(_add_pools)
+COMMANDS.append(_add_celery_config)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dagster import Definitions
 
+from weather_dagster.dagster_defs.executors import build_executor
 from weather_dagster.dagster_defs.gates import GATE_ASSETS
 from weather_dagster.dagster_defs.reference_assets import reference_definitions
 from weather_dagster.dagster_defs.resources import build_resources
@@ -29,6 +30,7 @@ def build_definitions(
         assets=[*reference.assets, *GATE_ASSETS, *SCORING_ASSETS],
         sensors=[*reference.sensors],
         resources={**resources, **reference.resources},
+        executor=build_executor(settings),
     )
 
 

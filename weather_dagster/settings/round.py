@@ -20,3 +20,11 @@ class RoundSettings(SettingsSection):
     sensor_interval_s: int = Field(30, ge=1, le=3600)
     # Miners scored per batched scoring run (a Dagster run costs seconds of CPU to start).
     scoring_batch_size: int = Field(64, ge=1, le=256)
+    # Step execution. No broker: Dagster's multiprocess executor with at most this many step processes
+    # per run (0 = one per CPU core). A broker URL (e.g. redis://host:6379/0) sends steps to Celery workers.
+    executor_max_concurrent: int = Field(0, ge=0, le=256)
+    celery_broker_url: str | None = Field(None, repr=False)
+    # Where workers put step results; empty means the broker URL (Redis serves both).
+    celery_backend_url: str | None = Field(None, repr=False)
+    # Redis re-delivers an unacknowledged step task after this long; must exceed the longest step.
+    celery_visibility_timeout_s: int = Field(6 * 3600, ge=60, le=7 * 86_400)
