@@ -50,8 +50,17 @@ class VerifiedStore(Store):
     supports_listing = True
     supports_partial_writes = False
 
-    def __init__(self, files: dict[str, str], fetch: Fetch, *, max_metadata_bytes: int, max_chunk_bytes: int) -> None:
+    def __init__(
+        self,
+        files: dict[str, str],
+        fetch: Fetch,
+        *,
+        max_metadata_bytes: int,
+        max_chunk_bytes: int,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(read_only=True)
+        self._on_close = on_close
         self._files = dict(files)
         self._fetch = fetch
         self._max_metadata = max_metadata_bytes
@@ -64,6 +73,12 @@ class VerifiedStore(Store):
 
     def __hash__(self) -> int:
         return id(self)
+
+    def close(self) -> None:
+        super().close()
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
 
     def read_verified(self, key: str) -> bytes:
         """The bytes of ``key`` after the manifest check (blocking)."""
@@ -163,7 +178,7 @@ def check_metadata(
         dtype = zarray.get("dtype")
         if dtype not in ALLOWED_DTYPES:
             raise InvalidDataError(f"{name}: dtype {dtype!r} not allowed")
-        for codec in [zarray.get("compressor")] + list(zarray.get("filters") or []):
+        for codec in [zarray.get("compressor"), *(zarray.get("filters") or [])]:
             if codec is not None and (not isinstance(codec, dict) or codec.get("id") not in ALLOWED_CODECS):
                 raise InvalidDataError(f"{name}: codec {str(codec)[:60]!r} not allowed")
         if zarray.get("order", "C") != "C" or zarray.get("zarr_format") != 2:
@@ -282,3 +297,4 @@ class VerifiedForecast:
 
     def close(self) -> None:
         self.dataset.close()
+        self.store.close()
