@@ -10,6 +10,7 @@ here, so a sensor or a loop (``run_until_settled``) decides when to call again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -29,7 +30,7 @@ from weather_dagster.core.errors import (
 )
 from weather_dagster.core.retry import RetryPolicy, WorkKind
 from weather_dagster.core.states import IllegalTransition, MinerForecastStatus, RoundStatus, StepName, StepStatus
-from weather_dagster.db.claims import DUE_STATUSES
+from weather_dagster.db.claims import DUE_STATUSES, due_condition
 from weather_dagster.db.schema import forecast_runs, forecast_stats, forecast_steps, miner_responses
 from weather_dagster.db.states import set_miner_status
 from weather_dagster.db.steps import StepKey, StepLog
@@ -117,29 +118,26 @@ def seed_miners(engine: sa.Engine, steps: StepLog, run_id: int, snapshot: Iterab
 
 def due_miner_steps(engine: sa.Engine, run_id: int, now: datetime, uids: Iterable[int] | None = None) -> list[sa.Row]:
     s = forecast_steps.c
-    query = sa.select(forecast_steps).where(
-        s.run_id == run_id,
-        s.step_name.in_([str(n) for n in MINER_STEPS]),
-        s.status.in_([st.value for st in DUE_STATUSES]),
-        sa.or_(s.next_retry_time.is_(None), s.next_retry_time <= now),
-    )
+    # Due: pending / retry time reached, or in_progress under an expired lease (its worker died).
+    query = sa.select(forecast_steps).where(s.run_id == run_id, due_condition(now, MINER_STEPS))
     if uids is not None:
         query = query.where(s.miner_uid.in_(list(uids)))
     with engine.connect() as conn:
         return list(conn.execute(query.order_by(s.miner_uid, s.id)).all())
 
 
-def next_due_time(engine: sa.Engine, run_id: int) -> datetime | None:
+def next_due_time(engine: sa.Engine, run_id: int, uids: Iterable[int] | None = None) -> datetime | None:
     """The earliest time a miner step of this round is due, or None when nothing is left to do."""
     s = forecast_steps.c
+    query = sa.select(s.next_retry_time).where(
+        s.run_id == run_id,
+        s.step_name.in_([str(n) for n in MINER_STEPS]),
+        s.status.in_([st.value for st in DUE_STATUSES]),
+    )
+    if uids is not None:
+        query = query.where(s.miner_uid.in_(list(uids)))
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(s.next_retry_time).where(
-                s.run_id == run_id,
-                s.step_name.in_([str(n) for n in MINER_STEPS]),
-                s.status.in_([st.value for st in DUE_STATUSES]),
-            )
-        ).all()
+        rows = conn.execute(query).all()
     if not rows:
         return None
     return min((r.next_retry_time or datetime.min.replace(tzinfo=UTC)) for r in rows)
@@ -160,15 +158,22 @@ class RoundWorker:
         self.slots = asyncio.Semaphore(settings.miners.http_concurrency)
 
     async def advance(self, run_id: int, uids: Iterable[int] | None = None) -> int:
-        now = utcnow()
-        rows = due_miner_steps(self.engine, run_id, now, uids)
+        """Run every step due now, all at once (bounded), and wait for them: one batched pass."""
+        tasks = self.spawn_due(run_id, uids, running={})
+        await asyncio.gather(*tasks.values())
+        return len(tasks)
+
+    def spawn_due(
+        self, run_id: int, uids: Iterable[int] | None, running: dict[int, asyncio.Task]
+    ) -> dict[int, asyncio.Task]:
+        """Start a task for each due step not already running; returns the new tasks by step id."""
+        rows = [r for r in due_miner_steps(self.engine, run_id, utcnow(), uids) if r.id not in running]
         if not rows:
-            return 0
+            return {}
         current = registered(self.engine)
         with self.engine.connect() as conn:
             round_row = conn.execute(sa.select(forecast_runs).where(forecast_runs.c.id == run_id)).one()
-        await asyncio.gather(*(self._guarded(row, round_row, current) for row in rows))
-        return len(rows)
+        return {row.id: asyncio.create_task(self._guarded(row, round_row, current)) for row in rows}
 
     async def _guarded(self, row: sa.Row, round_row: sa.Row, current: dict[int, MinerInfo]) -> None:
         async with self.slots:
@@ -214,12 +219,10 @@ class RoundWorker:
         decision = self.steps.record_failure(key, exc, attempt=attempt)
         if decision.status is StepStatus.FAILED:
             category = exc.category if isinstance(exc, WeatherError) else decision.error_class.value
-            try:
+            with contextlib.suppress(IllegalTransition):  # already terminal: a concurrent pass got there
                 self._set_status(
                     key, _M.FAILED, failure_category=category, error_message=sanitize_error(exc)["message"]
                 )
-            except IllegalTransition:
-                pass  # already terminal (a concurrent pass got there first)
 
     def _timeout(self, base: float, attempt: int, row: sa.Row) -> float:
         previous = (row.error_json or {}).get("type", "")
@@ -246,7 +249,6 @@ class RoundWorker:
             self.steps.ensure_pending(_sibling(key, StepName.POLL), due_at=self.policy.first_poll_time(now))
 
     async def _poll(self, key, attempt, info, round_row, row, started) -> None:
-        check_freeze_window(self.engine, key.run_id, self.settings.miners.manifest_freeze_window_s)
         job_id = self._job_id(key)
         try:
             answer = await self.client.poll(
@@ -257,6 +259,8 @@ class RoundWorker:
             raise
         except (httpx.HTTPError, MinerProtocolError, InvalidDataError, OSError) as exc:
             state = f"unreachable ({type(exc).__name__})"  # SPEC: anything else, keep polling
+        # Past the freeze window a forecast can no longer be frozen, whatever the miner says now.
+        check_freeze_window(self.engine, key.run_id, self.settings.miners.manifest_freeze_window_s)
         if state in protocol.POLL_DONE:
             now = utcnow()
             self._mark_inference(key, completed=now)
@@ -414,15 +418,19 @@ async def run_until_settled(
     own = client is None
     client = client or FiberClient(settings, keypair)
     worker = RoundWorker(settings, engine, client)
+    running: dict[int, asyncio.Task] = {}
     try:
         while time.monotonic() < deadline:
-            await worker.advance(run_id, uids)
-            due = next_due_time(engine, run_id)
-            if due is None:
+            running.update(worker.spawn_due(run_id, uids, running))
+            running = {step_id: task for step_id, task in running.items() if not task.done()}
+            due = next_due_time(engine, run_id, uids)
+            if due is None and not running:
                 return True
-            wait = (due - utcnow()).total_seconds()
-            await asyncio.sleep(min(max(wait, 0.01), max(deadline - time.monotonic(), 0.0)))
-        return next_due_time(engine, run_id) is None
+            wait = (due - utcnow()).total_seconds() if due is not None else 0.05
+            await asyncio.sleep(min(max(wait, 0.01), 0.05, max(deadline - time.monotonic(), 0.0)))
+        return False
     finally:
+        # Steps already started finish (their calls are bounded by timeouts): none is left half-done.
+        await asyncio.gather(*running.values(), return_exceptions=True)
         if own:
             await client.aclose()

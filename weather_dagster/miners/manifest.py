@@ -28,6 +28,12 @@ SCHEMA_VERSION = "1.0"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
+class FreezeWindowClosed(ManifestError):
+    """The forecast was not ready (or its manifest not fetched) before the freeze deadline."""
+
+    category = "late"
+
+
 def file_hash(path: str, data: bytes) -> str:
     return hashlib.sha256(path.encode("utf-8") + b"\0" + data).hexdigest()
 
@@ -103,7 +109,7 @@ def check_freeze_window(engine: sa.Engine, run_id: int, window_s: float, now: da
     with engine.connect() as conn:
         deadline = freeze_deadline(conn, run_id, window_s)
     if (now or utcnow()) > deadline:
-        raise ManifestError("manifest freeze window closed before the forecast was ready (late)")
+        raise FreezeWindowClosed("manifest freeze window closed before the forecast was ready (late)")
 
 
 def freeze(
@@ -133,7 +139,7 @@ def freeze(
                 raise ManifestError("miner now reports a different manifest hash than the frozen one")
             return row.frozen_manifest
         if now > freeze_deadline(conn, run_id, window_s):
-            raise ManifestError("manifest freeze window closed before the forecast was ready (late)")
+            raise FreezeWindowClosed("manifest freeze window closed before the forecast was ready (late)")
         conn.execute(
             sa.update(miner_responses)
             .where(mine, responses.frozen_manifest.is_(None))

@@ -54,7 +54,7 @@ class FleetConfig:
     default_skill: float = 0.8
     ready_after_s: float = 0.2
     slow_delay_s: float = 0.5
-    late_after_s: float = 6.0
+    late_after_s: float = 3600.0  # or until DemoFleet.release_late()
     drip_interval_s: float = 0.25
     oversized_metadata_bytes: int = 8 * 1024 * 1024
     base_port: int = 0
@@ -114,6 +114,7 @@ class DemoMiner:
             encrypted, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
         )
         self.keys[key_uuid] = (Fernet(base64.urlsafe_b64encode(raw)), validator)
+        self.issued_tokens.append(base64.urlsafe_b64encode(raw).decode())  # secrets a test greps for
         return web.json_response({"status": "Symmetric key exchanged successfully"})
 
     async def _decrypt(self, request: web.Request) -> tuple[dict, str]:
@@ -171,6 +172,8 @@ class DemoMiner:
         ready_after = {Behaviour.SLOW: cfg.ready_after_s + 1.0, Behaviour.LATE: cfg.late_after_s}.get(
             self.behaviour, cfg.ready_after_s
         )
+        if self.behaviour is Behaviour.LATE and self.fleet.late_released:
+            return "completed"
         if self.behaviour is Behaviour.NEVER_COMPLETES or time.monotonic() - job.started < ready_after:
             return "running_inference"
         return "completed"
@@ -313,6 +316,7 @@ class DemoFleet:
             )
             for uid in range(config.count)
         ]
+        self.late_released = False
         self.in_flight = 0
         self.max_in_flight = 0
         self.requests = 0
@@ -331,6 +335,10 @@ class DemoFleet:
             return await handler(request)
         finally:
             self.in_flight -= 1
+
+    def release_late(self) -> None:
+        """Let the late miners finish now (tests: after the validator's freeze window closed)."""
+        self.late_released = True
 
     def issued_tokens(self) -> list[str]:
         return [token for miner in self.miners for token in miner.issued_tokens]

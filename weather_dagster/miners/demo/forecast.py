@@ -189,9 +189,13 @@ class ForecastStore:
             return None
         if name in SURFACE_VARIABLES and len(numbers) == 3 and 0 <= numbers[0] < self.steps:
             return self.field(name, None, self.leads[numbers[0]]).tobytes()
-        if name in ATMOSPHERIC and len(numbers) == 4 and 0 <= numbers[0] < self.steps:
-            if 0 <= numbers[1] < len(PRESSURE_LEVELS_HPA):
-                return self.field(name, PRESSURE_LEVELS_HPA[numbers[1]], self.leads[numbers[0]]).tobytes()
+        if (
+            name in ATMOSPHERIC
+            and len(numbers) == 4
+            and 0 <= numbers[0] < self.steps
+            and 0 <= numbers[1] < len(PRESSURE_LEVELS_HPA)
+        ):
+            return self.field(name, PRESSURE_LEVELS_HPA[numbers[1]], self.leads[numbers[0]]).tobytes()
         return None
 
     def file_hashes(self) -> dict[str, str]:
