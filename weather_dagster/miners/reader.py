@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -66,6 +67,9 @@ class VerifiedStore(Store):
         self._max_metadata = max_metadata_bytes
         self._max_chunk = max_chunk_bytes
         self._metadata_cache: dict[str, bytes] = {}
+        # One request at a time per store: a miner task never has more than one request in flight,
+        # which is what keeps a whole round within settings.miners.http_concurrency.
+        self._lock = threading.Lock()
         self.reads = 0
 
     def __eq__(self, other: object) -> bool:
@@ -89,8 +93,9 @@ class VerifiedStore(Store):
         if key in self._metadata_cache:
             return self._metadata_cache[key]
         metadata = is_metadata_key(key)
-        data = self._fetch(key, self._max_metadata if metadata else self._max_chunk)
-        self.reads += 1
+        with self._lock:
+            data = self._fetch(key, self._max_metadata if metadata else self._max_chunk)
+            self.reads += 1
         if file_hash(key, data) != expected.lower():
             raise ManifestError(f"store key {key!r} does not match the frozen manifest (changed after freeze)")
         if metadata:
