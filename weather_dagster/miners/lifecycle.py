@@ -434,3 +434,26 @@ async def run_until_settled(
         await asyncio.gather(*running.values(), return_exceptions=True)
         if own:
             await client.aclose()
+
+
+async def advance_until_waiting(
+    settings: Settings,
+    engine: sa.Engine,
+    run_id: int,
+    keypair: Keypair,
+    *,
+    uids: Iterable[int] | None = None,
+    max_passes: int = 4,
+    dagster_run_id: str | None = None,
+) -> int:
+    """Batched passes while steps are due right now (a query's fast path makes the manifest due at
+    once); stops as soon as everything left waits for a later time. Never sleeps. Returns steps run."""
+    total = 0
+    async with FiberClient(settings, keypair) as client:
+        worker = RoundWorker(settings, engine, client, dagster_run_id=dagster_run_id)
+        for _ in range(max_passes):
+            ran = await worker.advance(run_id, list(uids) if uids is not None else None)
+            total += ran
+            if not ran:
+                break
+    return total
