@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install test lint bench bench-db clean
+.PHONY: install test lint bench bench-db bench-miners clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,10 @@ test: $(STAMP) lint
 bench-db: $(STAMP)
 	$(BIN)/python -m weather_dagster_tests.benchmarks.bench_db
 
-bench: bench-db
+bench-miners: $(STAMP)
+	$(BIN)/python -m weather_dagster_tests.benchmarks.bench_miners
+
+bench: bench-db bench-miners
 
 clean:
 	rm -rf $(VENV) .dagster_home .weather-data .pytest_cache
