@@ -151,3 +151,74 @@ def test_key_cache_reuses_keys_and_rehandshakes_when_the_miner_forgot(tmp_path: 
             return counts
 
         assert asyncio.run(scenario()) == [1, 1, 3]
+
+
+def _metadata(**changes) -> bytes:
+    from datetime import UTC, datetime
+
+    from weather_dagster.miners.demo.forecast import ForecastStore
+    from weather_dagster.reference.grid import Grid
+
+    store = ForecastStore(Grid(10.0), datetime(2026, 11, 20, tzinfo=UTC), 1, steps=40)
+    document = json.loads(store.metadata[".zmetadata"])
+    for key, value in changes.items():
+        name, field = key.split("__")
+        document["metadata"][f"{name}/.zarray"][field] = value
+    return json.dumps(document).encode()
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"2t__dtype": "|O"}, "dtype"),
+        ({"t__compressor": {"id": "pickle"}}, "codec"),
+        ({"q__filters": [{"id": "pickle"}]}, "codec"),
+        ({"z__chunks": [1, 13, 19, 36]}, "one 2-D field per chunk"),
+        ({"u__shape": [40, 13, 19, 37]}, "expected grid"),
+        ({"time__shape": [41]}, "coordinate time"),
+        ({"lat__shape": [18]}, "not a global regular grid"),
+        ({"msl__order": "F"}, "C-ordered"),
+    ],
+)
+def test_metadata_is_checked_before_any_array_exists(changes: dict, problem: str) -> None:
+    from weather_dagster.core.errors import InvalidDataError
+    from weather_dagster.miners.reader import ForecastLayout, check_metadata
+
+    layout = ForecastLayout.from_settings(load_settings())
+    grid = check_metadata(_metadata(), layout, expected_grid=None, max_chunk_bytes=1 << 20)
+    assert grid.shape == (19, 36)
+    with pytest.raises(InvalidDataError, match=problem):
+        check_metadata(_metadata(**changes), layout, expected_grid=None, max_chunk_bytes=1 << 20)
+    with pytest.raises(SafetyViolation, match="chunk size cap"):
+        check_metadata(_metadata(), layout, expected_grid=None, max_chunk_bytes=1024)
+
+
+def test_miners_serve_command_starts_and_stops(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    metagraph = tmp_path / "metagraph.json"
+    command = [sys.executable, "-m", "weather_dagster.cli", "miners", "serve", "--count", "2", "--grid-deg", "10"]
+    env = {**os.environ, "WEATHER_DATA_DIR": str(tmp_path / "data")}
+    process = subprocess.Popen(
+        [*command, "--metagraph", str(metagraph)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        for _ in range(300):
+            if metagraph.exists() or process.poll() is not None:
+                break
+            time.sleep(0.1)
+        miners = json.loads(metagraph.read_text())["miners"]
+        assert [m["uid"] for m in miners] == [0, 1] and len({m["hotkey"] for m in miners}) == 2
+        answer = httpx.get(f"http://127.0.0.1:{miners[1]['port']}/public-encryption-key", timeout=10)
+        assert "BEGIN PUBLIC KEY" in answer.json()["public_key"]
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert "fleet_requests: 1" in output
+    assert (tmp_path / "data" / "demo" / "validator_hotkey.json").exists()
