@@ -74,3 +74,13 @@ def test_round_and_miner_partitions_through_dagster(tmp_path: Path, db_url: str,
             )
             assert not rejected.success
             assert not rejected.asset_materializations_for_node("miner_forecast")
+
+            # Nothing the fleet issued (JWTs, symmetric keys) is in Dagster's event log.
+            logs = "\n".join(
+                str(entry.dagster_event or entry.user_message)
+                for run in instance.get_runs()
+                for entry in instance.all_logs(run.run_id)
+            )
+            assert "forecast_ready" in logs and len(fleet.issued_tokens()) >= 6
+            for secret in fleet.issued_tokens():
+                assert secret not in logs

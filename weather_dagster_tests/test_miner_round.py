@@ -172,6 +172,9 @@ def test_round_against_every_behaviour(round_env, fleet: DemoFleet, caplog) -> N
             good.field("2t", None, 12)
         with pytest.raises(ManifestError, match="not in the frozen manifest"):
             good.store.read_verified("2t/99.0.0")
+        del good.store._files["t/1.0.0.0"]  # an unlisted chunk must not read as fill values
+        with pytest.raises(ManifestError, match="not in the frozen manifest"):
+            good.field("t", 50, 12)
     finally:
         good.close()
 

@@ -104,7 +104,10 @@ class VerifiedStore(Store):
 
     async def get(self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None) -> Buffer | None:
         if key not in self._files:
-            return None  # absent keys (optional metadata) are simply absent; listed keys must verify
+            if is_metadata_key(key):
+                return None  # optional metadata zarr probes for (e.g. zarr.json) is simply absent
+            # A chunk the manifest does not list would silently read as fill values: refuse it.
+            raise ManifestError(f"store key {key!r} is not in the frozen manifest")
         data = await asyncio.to_thread(self.read_verified, key)
         if isinstance(byte_range, RangeByteRequest):
             data = data[byte_range.start : byte_range.end]

@@ -42,6 +42,7 @@ def serve(args: argparse.Namespace) -> int:
         step_hours=settings.miners.forecast_step_hours,
         behaviours=_behaviours(args.behaviour),
         default_skill=args.skill,
+        skills={uid: args.skill - args.skill_spread * uid / max(args.count - 1, 1) for uid in range(args.count)},
         base_port=args.base_port if args.base_port is not None else settings.miners.demo_base_port,
     )
     fleet = DemoFleet(config)
@@ -73,6 +74,9 @@ def add_miners_command(sub: argparse._SubParsersAction) -> None:
     serve_parser.add_argument("--grid-deg", type=float, default=None, help="forecast grid (default: setting)")
     serve_parser.add_argument("--base-port", type=int, default=None, help="first port (default: ephemeral)")
     serve_parser.add_argument("--skill", type=float, default=0.8, help="0..1, higher = smaller error")
+    serve_parser.add_argument(
+        "--skill-spread", type=float, default=0.0, help="skills fall linearly from --skill by this much over the uids"
+    )
     serve_parser.add_argument(
         "--behaviour",
         action="append",
