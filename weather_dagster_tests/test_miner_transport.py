@@ -193,6 +193,14 @@ def test_metadata_is_checked_before_any_array_exists(changes: dict, problem: str
         check_metadata(_metadata(), layout, expected_grid=None, max_chunk_bytes=1024)
 
 
+def test_unit_spellings() -> None:
+    from weather_dagster.miners.reader import units_match
+
+    assert units_match("m s**-1", "m s-1") and units_match("m/s", "m s-1") and units_match("K", "K")
+    assert units_match("m**2 s**-2", "m2 s-2") and units_match("kg/kg", "kg kg-1")
+    assert not units_match("degC", "K") and not units_match("hPa", "Pa") and not units_match("m", "m2 s-2")
+
+
 def test_miners_serve_command_starts_and_stops(tmp_path: Path) -> None:
     import os
     import subprocess

@@ -36,6 +36,21 @@ FIELD_DTYPES = {"<f4", "<f8"}
 ALLOWED_CODECS = {"blosc", "zstd", "zlib", "gzip", "lz4", "bz2", "lzma"}
 COORD_DIMS = {"time": "time", "pressure_level": "pressure_level", "lat": "lat", "lon": "lon"}
 
+UNIT_SPELLINGS = {
+    "K": {"k", "kelvin"},
+    "m s-1": {"ms-1", "ms**-1", "m/s", "m.s-1", "ms^-1"},
+    "Pa": {"pa", "pascal", "pascals"},
+    "m2 s-2": {"m2s-2", "m**2s**-2", "m^2/s^2", "m2/s2", "m^2s^-2"},
+    "kg kg-1": {"kgkg-1", "kgkg**-1", "kg/kg", "1"},
+}
+
+
+def units_match(stated: str, canonical: str) -> bool:
+    """Whether a stated unit string is one of the usual spellings of the canonical unit."""
+    compact = stated.replace(" ", "").lower()
+    return compact == canonical.replace(" ", "").lower() or compact in UNIT_SPELLINGS.get(canonical, set())
+
+
 Fetch = Callable[[str, int], bytes]  # (key, max_bytes) -> bytes, blocking
 
 
@@ -232,8 +247,9 @@ def check_metadata(
             if grid.nlat * grid.nlon * int(zarray["dtype"][-1]) > max_chunk_bytes:
                 raise SafetyViolation(f"{name}: a field chunk would exceed the chunk size cap")
             units = zattrs.get("units")
-            if units != VARIABLES[name].units:
-                raise InvalidDataError(f"{name}: units {units!r}, expected {VARIABLES[name].units!r}")
+            # Deployed miners may omit units (the value-range probe still applies); stated units must match.
+            if units is not None and not units_match(str(units), VARIABLES[name].units):
+                raise InvalidDataError(f"{name}: units {str(units)[:40]!r}, expected {VARIABLES[name].units!r}")
     return grid
 
 
