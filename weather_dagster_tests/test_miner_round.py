@@ -186,12 +186,18 @@ def test_hotkey_change_cancels_that_miner_and_keeps_history(round_env, fleet: De
     # Query only the first two good-ish miners, then re-register uid 1 under a new hotkey.
     asyncio.run(advance_round(settings, engine, run_id, keypair, uids=[0, 1]))
     old_hotkey = _responses(engine)[1]["miner_hotkey"]
-    with engine.begin() as conn:
-        conn.execute(sa.update(miners).where(miners.c.uid == 1).values(hotkey="5NewHotkeyAfterReRegistration"))
+    # The next metagraph snapshot shows uid 1 re-registered; re-seeding the round records it.
+    snapshot = metagraph_from_settings(settings).snapshot()
+    snapshot[1] = snapshot[1].model_copy(update={"hotkey": "5NewHotkeyAfterReRegistration"})
+    seed_miners(engine, StepLog(engine, RetryPolicy.from_settings(settings)), run_id, snapshot)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(miners.c.hotkey).where(miners.c.uid == 1)).scalar() == snapshot[1].hotkey
     assert asyncio.run(run_until_settled(settings, engine, run_id, keypair, max_wait_s=20, uids=[0, 1]))
     responses = _responses(engine)
     assert responses[1]["status"] == "cancelled" and responses[1]["failure_category"] == "hotkey_changed"
     assert responses[1]["miner_hotkey"] == old_hotkey  # history kept under the old (uid, hotkey)
+    with engine.connect() as conn:  # and no second thread for the new hotkey in this round
+        assert conn.execute(sa.select(sa.func.count()).select_from(miner_responses)).scalar() == len(ROSTER)
     assert responses[0]["status"] == "forecast_ready"
     with engine.connect() as conn:
         kept = conn.execute(

@@ -89,7 +89,12 @@ def create_round(engine: sa.Engine, init_time: datetime, settings: Settings, now
 
 
 def seed_miners(engine: sa.Engine, steps: StepLog, run_id: int, snapshot: Iterable[MinerInfo]) -> list[MinerInfo]:
-    """Snapshot the miners, and give each a response row, a stats row and a pending query step."""
+    """Snapshot the miners, and give each a response row, a stats row and a pending query step.
+
+    Idempotent. A uid already in the round under another hotkey is not given a second thread: the
+    ``miners`` table takes the new hotkey (so the old thread is cancelled at its next step, its history
+    kept) and the new hotkey joins from the next round.
+    """
     snapshot = list(snapshot)
     sync_miners_table(engine, snapshot)
     now = utcnow()
@@ -97,6 +102,9 @@ def seed_miners(engine: sa.Engine, steps: StepLog, run_id: int, snapshot: Iterab
         init_time = conn.execute(
             sa.select(forecast_runs.c.gfs_init_time_utc).where(forecast_runs.c.id == run_id)
         ).scalar_one()
+        r = miner_responses.c
+        present = dict(conn.execute(sa.select(r.miner_uid, r.miner_hotkey).where(r.run_id == run_id)).all())
+        snapshot = [info for info in snapshot if present.get(info.uid, info.hotkey) == info.hotkey]
         for info in snapshot:
             ident = {"run_id": run_id, "miner_uid": info.uid, "miner_hotkey": info.hotkey}
             common = {"status": _M.CREATED.value, "created_at": now, "updated_at": now}
@@ -107,7 +115,8 @@ def seed_miners(engine: sa.Engine, steps: StepLog, run_id: int, snapshot: Iterab
                 .values(**ident, **stats, created_at=now, updated_at=now)
                 .on_conflict_do_nothing()
             )
-        conn.execute(sa.update(forecast_runs).where(forecast_runs.c.id == run_id).values(miner_count=len(snapshot)))
+        count = conn.execute(sa.select(sa.func.count()).select_from(miner_responses).where(r.run_id == run_id)).scalar()
+        conn.execute(sa.update(forecast_runs).where(forecast_runs.c.id == run_id).values(miner_count=count))
     for info in snapshot:
         steps.ensure_pending(StepKey(run_id, info.uid, info.hotkey, StepName.QUERY), due_at=now)
     return snapshot
