@@ -37,6 +37,24 @@ def test_round_and_miner_partitions_through_dagster(tmp_path: Path, db_url: str,
             # Materializing again is harmless: same rows, no new partitions.
             assert materialize([forecast_round], partition_key=DATE, resources=resources, instance=instance).success
 
+            # One partition's run: its query succeeds, its first poll waits -> success, no materialization.
+            selection = [forecast_round, miner_forecast]
+            waiting = materialize(
+                selection,
+                selection=[miner_forecast],
+                partition_key=miner_round_key(DATE, 1),
+                resources=resources,
+                instance=instance,
+            )
+            assert waiting.success and not waiting.asset_materializations_for_node("miner_forecast")
+            with database.engine.connect() as conn:
+                step = conn.execute(
+                    sa.select(forecast_steps.c.status, forecast_steps.c.dagster_run_id).where(
+                        forecast_steps.c.miner_uid == 1, forecast_steps.c.step_name == "query"
+                    )
+                ).one()
+            assert tuple(step) == ("succeeded", waiting.run_id)
+
             # The batched job moves every miner; each ready one gets its own materialization.
             job = defs.resolve_job_def("advance_miners_job")
             for _ in range(40):
@@ -53,7 +71,6 @@ def test_round_and_miner_partitions_through_dagster(tmp_path: Path, db_url: str,
             assert materialized == {f"{DATE}|0", f"{DATE}|1"}
 
             # A single partition run: ready -> materialized; rejected -> the run fails, no retry.
-            selection = [forecast_round, miner_forecast]
             ready = materialize(
                 selection,
                 selection=[miner_forecast],
