@@ -230,3 +230,24 @@ def test_miners_serve_command_starts_and_stops(tmp_path: Path) -> None:
     assert process.returncode == 0
     assert "fleet_requests: 1" in output
     assert (tmp_path / "data" / "demo" / "validator_hotkey.json").exists()
+
+
+def test_demo_forecast_error_grows_with_lead_and_shrinks_with_skill() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from weather_dagster.miners.demo.forecast import ForecastStore
+    from weather_dagster.reference.grid import Grid
+    from weather_dagster.reference.synthetic.atmosphere import SyntheticAtmosphere
+
+    grid, init = Grid(5.0), datetime(2026, 11, 20, tzinfo=UTC)
+    truth = SyntheticAtmosphere(grid)
+
+    def rmse(skill: float, lead: int) -> float:
+        forecast = ForecastStore(grid, init, 7, skill=skill).field("z", 500, lead)
+        return float(np.sqrt(np.mean((forecast - truth.field("z", 500, init + timedelta(hours=lead))) ** 2)))
+
+    assert rmse(0.8, 24) < rmse(0.8, 120) < rmse(0.8, 240)
+    assert rmse(0.95, 240) < rmse(0.8, 240) < rmse(0.5, 240)
+    assert rmse(1.0, 240) < 1e-3  # a perfect miner is the truth
