@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -68,6 +69,7 @@ __all__ = [
 ]
 
 _M = MinerForecastStatus
+log = logging.getLogger(__name__)
 TERMINAL = {_M.FAILED.value, _M.CANCELLED.value}
 
 
@@ -155,6 +157,16 @@ class RoundWorker:
 
     def _record_failure(self, key: StepKey, exc: BaseException, attempt: int) -> None:
         decision = self.steps.record_failure(key, exc, attempt=attempt)
+        log.info(
+            "run %s uid %s %s attempt %s: %s (%s) -> %s",
+            key.run_id,
+            key.miner_uid,
+            key.step_name,
+            attempt,
+            sanitize_error(exc)["message"][:200],
+            decision.error_class,
+            decision.status,
+        )
         if decision.status is StepStatus.FAILED:
             category = exc.category if isinstance(exc, WeatherError) else decision.error_class.value
             with contextlib.suppress(IllegalTransition):  # already terminal: a concurrent pass got there
@@ -256,6 +268,7 @@ class RoundWorker:
         latency = _ms(started)
         self._mark_inference(key, completed=utcnow())
         self._set_status(key, _M.FORECAST_READY)
+        log.info("run %s uid %s: forecast frozen and opened (%d files)", key.run_id, key.miner_uid, files)
         self.steps.succeed(key, attempt=attempt, latency_ms=latency, context={"files": files})
         with self.engine.begin() as conn:
             conn.execute(
@@ -360,6 +373,8 @@ async def run_until_settled(
     try:
         while time.monotonic() < deadline:
             running.update(worker.spawn_due(run_id, uids, running))
+            for task in [t for t in running.values() if t.done() and not t.cancelled() and t.exception()]:
+                log.error("miner step crashed: %s", sanitize_error(task.exception())["message"])
             running = {step_id: task for step_id, task in running.items() if not task.done()}
             due = next_due_time(engine, run_id, uids)
             if due is None and not running:
