@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install test lint bench bench-db bench-scoring bench-reference clean
+.PHONY: install test lint bench bench-db bench-reference bench-miners bench-scoring clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +32,10 @@ bench-scoring: $(STAMP)
 bench-reference: $(STAMP)
 	$(BIN)/python -m weather_dagster_tests.benchmarks.bench_reference
 
-bench: bench-db bench-reference bench-scoring
+bench-miners: $(STAMP)
+	$(BIN)/python -m weather_dagster_tests.benchmarks.bench_miners
+
+bench: bench-db bench-reference bench-miners bench-scoring
 
 clean:
 	rm -rf $(VENV) .dagster_home .weather-data .pytest_cache

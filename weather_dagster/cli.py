@@ -81,6 +81,15 @@ COMMANDS.append(_add_pools)
 COMMANDS.append(_add_celery_config)
 
 
+def _add_miners(sub: argparse._SubParsersAction) -> None:
+    from weather_dagster.miners.demo.cli import add_miners_command
+
+    add_miners_command(sub)
+
+
+COMMANDS.append(_add_miners)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="weather-dagster", description=__doc__)

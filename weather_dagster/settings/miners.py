@@ -25,3 +25,11 @@ class MinerSettings(SettingsSection):
     max_store_keys: int = Field(20_000, ge=1)
     max_chunk_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     http_concurrency: int = Field(32, ge=1, le=1024)
+    # Forecast layout every miner must deliver (SPEC section 6): steps x step hours, no T+0.
+    forecast_steps: int = Field(40, ge=1, le=400)
+    forecast_step_hours: int = Field(6, ge=1, le=24)
+    # Whole-response deadline for miner and store reads: a slow drip of bytes is refused, not waited on.
+    read_deadline_s: float = Field(30.0, gt=0.0, le=3600.0)
+    # Demo fleet: grid of the synthetic forecasts and the first loopback port (0 = ephemeral ports).
+    demo_grid_deg: float = Field(1.5, gt=0.0, le=30.0)
+    demo_base_port: int = Field(0, ge=0, le=65000)

@@ -1,0 +1,30 @@
+"""What a demo miner can be told to do (issue 4): one honest behaviour and every failure we defend against."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Behaviour(StrEnum):
+    GOOD = "good"
+    SLOW = "slow"  # every answer delayed, forecast ready later: still accepted
+    OFFLINE = "offline"  # nothing listens on its port
+    FLAKY_5XX = "flaky_5xx"  # every other encrypted call answers HTTP 500
+    NEVER_COMPLETES = "never_completes"  # polls say "processing" forever
+    FETCH_REJECTED = "fetch_rejected"  # refuses the job (hotkey mismatch answer)
+    WRONG_SHAPES = "wrong_shapes"  # one latitude row missing
+    WRONG_UNITS = "wrong_units"  # 2t in degC
+    NAN_INJECTION = "nan_injection"  # almost every value NaN
+    EXTREME_VALUES = "extreme_values"  # cells of 1e15
+    GFS_COPY = "gfs_copy"  # serves the GFS forecast as its own
+    CHUNK_SWAPPED = "chunk_swapped_after_freeze"  # a chunk changes once the manifest was fetched
+    BAD_SIGNATURE = "bad_signature"  # manifest.sig does not verify
+    WRONG_SIGNER = "wrong_signer"  # manifest signed by another hotkey
+    HASH_CHANGED = "hash_changed_later"  # reports a different manifest hash on later requests
+    LATE = "late"  # completes after the manifest freeze window
+    OVERSIZED_METADATA = "oversized_metadata"  # consolidated metadata of many megabytes
+    REDIRECT = "redirect"  # /forecasts/ answers 302 to another host:port
+    SLOW_DRIP = "slow_drip"  # store files trickle out a few bytes at a time
+
+
+ALL_BEHAVIOURS: tuple[Behaviour, ...] = tuple(Behaviour)

@@ -1,0 +1,406 @@
+"""The demo miner fleet: N miners on loopback ports in one process, speaking the fiber scheme server-side.
+
+Each miner has its own sr25519 hotkey and JWT secret; the fleet shares one RSA key (a demo economy:
+RSA generation is slow and the key only wraps per-validator symmetric keys). Requests are counted
+across the whole fleet so tests can assert the validator never exceeds its in-flight limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from aiohttp import web
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from substrateinterface import Keypair
+
+from weather_dagster.miners import protocol
+from weather_dagster.miners.demo.behaviours import Behaviour
+from weather_dagster.miners.demo.forecast import FieldCache, ForecastStore
+from weather_dagster.miners.keys import (
+    derived_seed,
+    keypair_from_seed,
+    nonce_is_fresh,
+    signing_message,
+    verify_signature,
+)
+from weather_dagster.miners.manifest import MANIFEST_KEY, SIGNATURE_KEY, manifest_hash
+from weather_dagster.reference.grid import Grid
+
+HOST = "127.0.0.1"
+JWT_TTL_S = 7200
+
+
+@dataclass
+class FleetConfig:
+    count: int
+    grid_deg: float = 1.5
+    steps: int = 40
+    step_hours: int = 6
+    behaviours: dict[int, Behaviour] = field(default_factory=dict)
+    skills: dict[int, float] = field(default_factory=dict)
+    default_skill: float = 0.8
+    ready_after_s: float = 0.2
+    slow_delay_s: float = 0.5
+    late_after_s: float = 3600.0  # or until DemoFleet.release_late()
+    drip_interval_s: float = 0.25
+    oversized_metadata_bytes: int = 8 * 1024 * 1024
+    base_port: int = 0
+    fleet_seed: str = "fleet"
+
+
+@dataclass
+class Job:
+    init_time: datetime
+    started: float
+    store: ForecastStore
+    kerchunk_requests: int = 0
+    manifest: bytes | None = None
+    signature: bytes | None = None
+    manifest_served: bool = False
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class DemoMiner:
+    def __init__(self, fleet: DemoFleet, uid: int, behaviour: Behaviour, skill: float) -> None:
+        self.fleet, self.uid, self.behaviour, self.skill = fleet, uid, behaviour, skill
+        self.keypair: Keypair = keypair_from_seed(derived_seed(fleet.config.fleet_seed, "miner", uid))
+        self.jwt_secret = hashlib.sha256(derived_seed(fleet.config.fleet_seed, "jwt", uid).encode()).digest()
+        self.keys: dict[str, tuple[Fernet, str]] = {}  # uuid -> (fernet, validator hotkey)
+        self.seen_nonces: set[str] = set()
+        self.jobs: dict[str, Job] = {}
+        self.calls = 0
+        self.port = 0
+        self.issued_tokens: list[str] = []
+
+    # -- fiber server side -------------------------------------------------------------------------
+
+    def _check_headers(self, request: web.Request) -> tuple[str, str]:
+        h = request.headers
+        validator, key_uuid, nonce = h.get("validator-hotkey", ""), h.get("symmetric-key-uuid", ""), h.get("nonce", "")
+        if h.get("miner-hotkey") != self.keypair.ss58_address:
+            raise web.HTTPBadRequest(text="wrong miner hotkey")
+        if not nonce_is_fresh(nonce) or nonce in self.seen_nonces:
+            raise web.HTTPUnauthorized(text="stale or repeated nonce")
+        message = signing_message(nonce, self.keypair.ss58_address, key_uuid)
+        if not verify_signature(validator, message, h.get("signature", "")):
+            raise web.HTTPUnauthorized(text="bad signature")
+        self.seen_nonces.add(nonce)
+        return validator, key_uuid
+
+    async def public_key(self, request: web.Request) -> web.Response:
+        return web.json_response({"public_key": self.fleet.public_pem, "timestamp": time.time()})
+
+    async def exchange(self, request: web.Request) -> web.Response:
+        validator, key_uuid = self._check_headers(request)
+        body = await request.json()
+        encrypted = base64.b64decode(body["encrypted_symmetric_key"])
+        raw = self.fleet.rsa_key.decrypt(
+            encrypted, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+        )
+        self.keys[key_uuid] = (Fernet(base64.urlsafe_b64encode(raw)), validator)
+        self.issued_tokens.append(base64.urlsafe_b64encode(raw).decode())  # secrets a test greps for
+        return web.json_response({"status": "Symmetric key exchanged successfully"})
+
+    async def _decrypt(self, request: web.Request) -> tuple[dict, str]:
+        validator, key_uuid = self._check_headers(request)
+        entry = self.keys.get(key_uuid)
+        if entry is None or entry[1] != validator:
+            raise web.HTTPBadRequest(text=json.dumps({"detail": protocol.NO_SYMMETRIC_KEY}))
+        try:
+            payload = json.loads(entry[0].decrypt(await request.read()))
+        except (InvalidToken, ValueError):
+            raise web.HTTPBadRequest(text="undecryptable body") from None
+        if not nonce_is_fresh(str(payload.get("nonce", ""))):
+            raise web.HTTPUnauthorized(text="stale body nonce")
+        return payload, validator
+
+    async def _encrypted_call(self, request: web.Request) -> tuple[dict, str]:
+        payload, validator = await self._decrypt(request)
+        self.calls += 1
+        if self.behaviour is Behaviour.SLOW:
+            await asyncio.sleep(self.fleet.config.slow_delay_s)
+        if self.behaviour is Behaviour.FLAKY_5XX and self.calls % 2 == 1:
+            raise web.HTTPInternalServerError(text="flaky")
+        return payload, validator
+
+    # -- subnet endpoints --------------------------------------------------------------------------
+
+    async def initiate_fetch(self, request: web.Request) -> web.Response:
+        payload, validator = await self._encrypted_call(request)
+        data = payload.get("data", {})
+        if (
+            self.behaviour is Behaviour.FETCH_REJECTED
+            or data.get("expected_miner_hotkey") != self.keypair.ss58_address
+            or data.get("validator_hotkey") != validator
+        ):
+            return web.json_response({"status": protocol.FETCH_REJECTED, "job_id": None, "message": "hotkey mismatch"})
+        init_time = datetime.fromisoformat(data["forecast_start_time"])
+        job_id = str(uuid.uuid4())
+        cfg = self.fleet.config
+        store = ForecastStore(
+            Grid(cfg.grid_deg),
+            init_time,
+            self.uid,
+            self.behaviour,
+            self.skill,
+            cfg.steps,
+            cfg.step_hours,
+            cfg.oversized_metadata_bytes,
+            cache=self.fleet.field_cache,
+        )
+        self.jobs[job_id] = Job(init_time, time.monotonic(), store)
+        return web.json_response({"status": protocol.FETCH_ACCEPTED, "job_id": job_id, "message": "accepted"})
+
+    def _job_status(self, job: Job) -> str:
+        cfg = self.fleet.config
+        ready_after = {Behaviour.SLOW: cfg.ready_after_s + 1.0, Behaviour.LATE: cfg.late_after_s}.get(
+            self.behaviour, cfg.ready_after_s
+        )
+        if self.behaviour is Behaviour.LATE and self.fleet.late_released:
+            return "completed"
+        if self.behaviour is Behaviour.NEVER_COMPLETES or time.monotonic() - job.started < ready_after:
+            return "running_inference"
+        return "completed"
+
+    async def poll(self, request: web.Request) -> web.Response:
+        payload, _ = await self._encrypted_call(request)
+        job_id = str(payload.get("data", {}).get("job_id"))
+        job = self.jobs.get(job_id)
+        if job is None:
+            return web.json_response({"status": "not_found", "job_id": job_id, "message": "unknown job"})
+        return web.json_response({"status": self._job_status(job), "job_id": job_id, "message": ""})
+
+    def _sign(self, manifest: bytes) -> bytes:
+        if self.behaviour is Behaviour.BAD_SIGNATURE:
+            return ("0x" + self.keypair.sign(manifest + b"tampered").hex()).encode()
+        if self.behaviour is Behaviour.WRONG_SIGNER:
+            return ("0x" + self.fleet.impostor.sign(manifest).hex()).encode()
+        return ("0x" + self.keypair.sign(manifest).hex()).encode()
+
+    async def _prepare(self, job: Job) -> None:
+        if job.manifest is None:
+            signer = self.fleet.impostor if self.behaviour is Behaviour.WRONG_SIGNER else self.keypair
+            manifest = await asyncio.to_thread(job.store.manifest, signer.ss58_address)
+            job.manifest, job.signature = manifest, self._sign(manifest)
+
+    async def kerchunk(self, request: web.Request) -> web.Response:
+        payload, _ = await self._encrypted_call(request)
+        job_id = str(payload.get("data", {}).get("job_id"))
+        job = self.jobs.get(job_id)
+        if job is None or self._job_status(job) != "completed":
+            return web.json_response({"status": "error", "message": "job not ready"}, status=409)
+        await self._prepare(job)
+        job.kerchunk_requests += 1
+        if self.behaviour is Behaviour.HASH_CHANGED and job.kerchunk_requests > 1:
+            job.manifest = job.store.manifest(self.keypair.ss58_address, {"revision": job.kerchunk_requests})
+            job.signature = self._sign(job.manifest)
+        token = self._jwt(job_id)
+        self.issued_tokens.append(token)
+        return web.json_response(
+            {
+                "status": "completed",
+                "message": "",
+                "zarr_store_url": f"/forecasts/{job_id}.zarr/",
+                "verification_hash": manifest_hash(job.manifest),
+                "access_token": token,
+            }
+        )
+
+    # -- JWT-protected store -------------------------------------------------------------------------
+
+    def _jwt(self, job_id: str) -> str:
+        header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        body = _b64url(json.dumps({"sub": job_id, "exp": int(time.time()) + JWT_TTL_S}).encode())
+        signature = hmac.new(self.jwt_secret, f"{header}.{body}".encode(), hashlib.sha256).digest()
+        return f"{header}.{body}.{_b64url(signature)}"
+
+    def _jwt_subject(self, authorization: str) -> str | None:
+        token = authorization.removeprefix("Bearer ").strip()
+        try:
+            header, body, signature = token.split(".")
+            expected = hmac.new(self.jwt_secret, f"{header}.{body}".encode(), hashlib.sha256).digest()
+            if not hmac.compare_digest(_b64url(expected), signature):
+                return None
+            claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        except ValueError:
+            return None
+        return claims.get("sub") if claims.get("exp", 0) > time.time() else None
+
+    async def store_file(self, request: web.Request) -> web.StreamResponse:
+        store, key = request.match_info["store"], request.match_info["key"]
+        job_id = store.removesuffix(".zarr")
+        if self._jwt_subject(request.headers.get("authorization", "")) != job_id or job_id not in self.jobs:
+            raise web.HTTPUnauthorized(text="invalid token")
+        if self.behaviour is Behaviour.REDIRECT:
+            raise web.HTTPFound(f"http://127.0.0.2:{self.port}/forecasts/{store}/{key}")
+        job = self.jobs[job_id]
+        await self._prepare(job)
+        if key == MANIFEST_KEY:
+            job.manifest_served = True
+            data = job.manifest
+        elif key == SIGNATURE_KEY:
+            data = job.signature
+        else:
+            if self.behaviour is Behaviour.CHUNK_SWAPPED and job.manifest_served and key == "2t/0.0.0":
+                key = "2t/1.0.0"
+            data = await asyncio.to_thread(job.store.file, key)
+        if data is None:
+            raise web.HTTPNotFound()
+        if self.behaviour is Behaviour.SLOW_DRIP:
+            return await self._drip(request, data)
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    async def _drip(self, request: web.Request, data: bytes) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "application/octet-stream"})
+        await response.prepare(request)
+        try:
+            for start in range(0, len(data), 64):
+                await response.write(data[start : start + 64])
+                await asyncio.sleep(self.fleet.config.drip_interval_s)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return response
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self.fleet.counting_middleware], client_max_size=1024 * 1024)
+        app.router.add_get(protocol.PUBLIC_KEY_PATH, self.public_key)
+        app.router.add_post(protocol.EXCHANGE_KEY_PATH, self.exchange)
+        app.router.add_post(protocol.INITIATE_FETCH_PATH, self.initiate_fetch)
+        app.router.add_post(protocol.POLL_STATUS_PATH, self.poll)
+        app.router.add_post(protocol.KERCHUNK_PATH, self.kerchunk)
+        app.router.add_get("/forecasts/{store}/{key:.+}", self.store_file)
+        return app
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+class DemoFleet:
+    """N demo miners in one process; ``start()`` serves them from a background thread."""
+
+    def __init__(self, config: FleetConfig) -> None:
+        self.config = config
+        self.rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.public_pem = (
+            self.rsa_key.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
+        self.impostor = keypair_from_seed(derived_seed(config.fleet_seed, "impostor"))
+        self.field_cache = FieldCache(Grid(config.grid_deg))
+        self.miners = [
+            DemoMiner(
+                self,
+                uid,
+                config.behaviours.get(uid, Behaviour.GOOD),
+                config.skills.get(uid, config.default_skill),
+            )
+            for uid in range(config.count)
+        ]
+        self.late_released = False
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.requests = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runners: list[web.AppRunner] = []
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+
+    @web.middleware
+    async def counting_middleware(self, request: web.Request, handler):
+        self.in_flight += 1
+        self.requests += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await handler(request)
+        finally:
+            self.in_flight -= 1
+
+    def release_late(self) -> None:
+        """Let the late miners finish now (tests: after the validator's freeze window closed)."""
+        self.late_released = True
+
+    def issued_tokens(self) -> list[str]:
+        return [token for miner in self.miners for token in miner.issued_tokens]
+
+    def metagraph(self) -> dict:
+        return {
+            "miners": [
+                {
+                    "uid": m.uid,
+                    "hotkey": m.keypair.ss58_address,
+                    "coldkey": m.keypair.ss58_address,
+                    "ip": HOST,
+                    "port": m.port,
+                    "stake": 0.0,
+                }
+                for m in self.miners
+            ]
+        }
+
+    def write_metagraph(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.metagraph(), indent=1))
+        return path
+
+    async def serve(self) -> None:
+        """Bind every miner (offline ones get a port nobody listens on) and serve until stopped."""
+        self._stop = asyncio.Event()
+        for index, miner in enumerate(self.miners):
+            port = self.config.base_port + index if self.config.base_port else 0
+            if miner.behaviour is Behaviour.OFFLINE:
+                miner.port = port or free_port()
+                continue
+            runner = web.AppRunner(miner.app(), access_log=None, handle_signals=False)
+            await runner.setup()
+            site = web.TCPSite(runner, HOST, port, backlog=512)
+            await site.start()
+            miner.port = site._server.sockets[0].getsockname()[1]
+            self._runners.append(runner)
+        self._ready.set()
+        await self._stop.wait()
+        for runner in self._runners:
+            await runner.cleanup()
+
+    def start(self) -> DemoFleet:
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self.serve())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=run, name="demo-fleet", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(60):
+            raise RuntimeError("demo fleet did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop and self._stop and self._thread and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(30)
+
+    def __enter__(self) -> DemoFleet:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
