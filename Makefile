@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install test lint bench bench-db bench-reference bench-miners bench-scoring clean
+.PHONY: install test lint demo bench bench-db bench-reference bench-miners bench-scoring clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,3 +39,6 @@ bench: bench-db bench-reference bench-miners bench-scoring
 
 clean:
 	rm -rf $(VENV) .dagster_home .weather-data .pytest_cache
+
+demo: $(STAMP)
+	$(BIN)/weather-dagster demo

@@ -75,23 +75,38 @@ def _add_celery_config(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_celery_config)
 
 
-# Each entry adds one subcommand; later stages append theirs (synthetic data, demo miners, ...).
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_db]
-COMMANDS.append(_add_pools)
-COMMANDS.append(_add_celery_config)
-
-
 def _add_miners(sub: argparse._SubParsersAction) -> None:
     from weather_dagster.miners.demo.cli import add_miners_command
 
     add_miners_command(sub)
 
 
-COMMANDS.append(_add_miners)
+def _add_synthetic(sub: argparse._SubParsersAction) -> None:
+    from weather_dagster.reference.synthetic.cli import add_synthetic_command
+
+    add_synthetic_command(sub)
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    from weather_dagster.demo import add_demo_command
+
+    add_demo_command(sub)
+
+
+# One entry per subcommand; each imports its module only when the CLI is built.
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_db,
+    _add_pools,
+    _add_celery_config,
+    _add_synthetic,
+    _add_miners,
+    _add_demo,
+]
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(prog="weather-dagster", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
@@ -106,12 +121,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def _add_synthetic(sub: argparse._SubParsersAction) -> None:
-    from weather_dagster.reference.synthetic.cli import add_synthetic_command
-
-    add_synthetic_command(sub)
-
-
-COMMANDS.append(_add_synthetic)

@@ -113,7 +113,7 @@ def score_batch(
                 release()
         if outcome.status == "scored":
             scored += 1
-            metadata = {"summary": outcome.message or ""}
+            metadata = {"summary": outcome.detail or ""}
             if outcome.leads:
                 metadata["leads"] = json.dumps({str(k): v for k, v in sorted(outcome.leads.items())})
             context.log_event(
