@@ -42,7 +42,7 @@ from dagster import (
 from weather_dagster.core.errors import WeatherError
 from weather_dagster.core.states import StepName, StepStatus
 from weather_dagster.dagster_defs.miner_assets import advance_miners_job
-from weather_dagster.dagster_defs.partitions import MINER_PARTITIONS_NAME, miner_round_key, miners, round_dates
+from weather_dagster.dagster_defs.partitions import MINER_PARTITIONS_NAME, miner_round_key, miners
 from weather_dagster.dagster_defs.resources import step_log
 from weather_dagster.db.engine import Database
 from weather_dagster.db.schema import forecast_steps
@@ -67,10 +67,9 @@ ACTIVE = [
     DagsterRunStatus.STARTED,
 ]
 
-open_round_job = define_asset_job("open_round_job", selection=["forecast_round"], partitions_def=round_dates)
-round_rollup_job = define_asset_job(
-    "round_rollup_job", selection=["subnet_snapshot", "round_weights"], partitions_def=round_dates
-)
+# Partitioning is inferred from the selected assets (daily by init date).
+open_round_job = define_asset_job("open_round_job", selection=["forecast_round"], tags={"weather/kind": "round"})
+round_rollup_job = define_asset_job("round_rollup_job", selection=["subnet_snapshot", "round_weights"])
 miner_stats_job = define_asset_job("miner_stats_job", selection=["miner_stats"])
 
 

@@ -35,6 +35,7 @@ from weather_dagster.scoring.service import Outcome, run_day1, run_era5, run_id_
 from weather_dagster.scoring.store import write_round_scores
 from weather_dagster.stats.miner_stats import update_miner_stats
 from weather_dagster.stats.ranks import update_ranks
+from weather_dagster.stats.report import png_markdown, write_plots
 from weather_dagster.stats.snapshot import write_snapshot
 from weather_dagster.stats.weights import DatabaseWeightPublisher, WeightPublisher, weights_for
 
@@ -191,6 +192,7 @@ def subnet_snapshot(context: AssetExecutionContext, settings: SettingsResource, 
         vector = write_round_scores(conn, run_id, settings.scoring, now)
         moved = update_ranks(conn, run_id, now)
         summary = write_snapshot(conn, run_id, now)
+    plots = write_plots(db.engine, run_id, settings.data_dir / "plots" / context.partition_key)
     board = "\n".join(
         f"| {e['rank']} | {e['uid']} | {e['overall'] if e['overall'] is not None else ''} |"
         for e in summary["leaderboard"]
@@ -202,6 +204,9 @@ def subnet_snapshot(context: AssetExecutionContext, settings: SettingsResource, 
             "ranks_changed": moved,
             "top_round_score": max(vector.values()) if vector else None,
             "leaderboard": MetadataValue.md("| rank | uid | overall |\n|---|---|---|\n" + board),
+            **{f"plot_{path.stem}": MetadataValue.path(str(path.resolve())) for path in plots},
+            # Inline copies, so the Dagster UI shows the pictures without access to the data directory.
+            **{f"chart_{path.stem}": MetadataValue.md(png_markdown(path)) for path in plots},
         }
     )
 

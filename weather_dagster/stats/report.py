@@ -6,6 +6,7 @@ the Dagster UI show the same thing.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -151,3 +152,9 @@ def write_plots(engine: sa.Engine, run_id: int, out_dir: Path) -> list[Path]:
     fig.savefig(paths[-1], dpi=90, bbox_inches="tight")
     plt.close(fig)
     return paths
+
+
+def png_markdown(path: Path) -> str:
+    """A PNG as an inline markdown image (a data URI), for asset metadata shown in the Dagster UI."""
+    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"![{path.stem}](data:image/png;base64,{encoded})"
