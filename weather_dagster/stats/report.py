@@ -147,7 +147,12 @@ def write_plots(engine: sa.Engine, run_id: int, out_dir: Path) -> list[Path]:
             width = max((end - start).total_seconds(), 0.2)
             colour = "tab:red" if status == "failed" else colours.get(name, "tab:green")
             ax.barh(f"uid {uid}", width, left=left, color=colour, edgecolor="black", linewidth=0.3)
-    ax.set(xlabel="seconds since the first step", title="Miner state timeline (red: failed)")
+    from matplotlib.patches import Patch
+
+    legend = [Patch(color=c, label=n) for n, c in colours.items()]
+    legend += [Patch(color="tab:green", label="era5"), Patch(color="tab:red", label="failed")]
+    ax.legend(handles=legend, fontsize=7, loc="lower right")
+    ax.set(xlabel="seconds since the first step", title="Miner state timeline (one bar per step attempt)")
     paths.append(out_dir / "miner_timeline.png")
     fig.savefig(paths[-1], dpi=90, bbox_inches="tight")
     plt.close(fig)
