@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from weather_dagster.core.states import StepName
-from weather_dagster.db.claims import claim_due_steps
+from weather_dagster.db.claims import claim_due_steps, claim_rows
 from weather_dagster.db.engine import make_engine
 from weather_dagster.db.schema import forecast_steps
 from weather_dagster.db.steps import StepKey, StepLog
@@ -115,3 +115,16 @@ def test_two_processes_claim_each_of_1000_steps_exactly_once(database, db_url: s
     with database.engine.connect() as conn:
         owners = dict(conn.execute(sa.select(forecast_steps.c.id, forecast_steps.c.claimed_by)).all())
     assert all(owners[i] == "p0" for i in results["p0"]) and all(owners[i] == "p1" for i in results["p1"])
+
+
+def test_claim_rows_filters_and_never_shares(database, steps: StepLog) -> None:
+    run_a, run_b = make_round(database.engine), make_round(database.engine, init=NOW)
+    for run_id in (run_a, run_b):
+        for uid in (1, 2):
+            steps.ensure_pending(StepKey(run_id, uid, f"h{uid}", StepName.POLL), due_at=NOW - timedelta(seconds=1))
+    where = sa.and_(forecast_steps.c.run_id == run_a, forecast_steps.c.miner_uid == 2)
+    rows = claim_rows(database.engine, where=where, worker_id="w1", lease_s=60, now=NOW)
+    assert [(r.run_id, r.miner_uid, r.status, r.retry_count) for r in rows] == [(run_a, 2, "pending", 0)]
+    assert claim_rows(database.engine, where=where, worker_id="w2", lease_s=60, now=NOW) == []
+    others = claim_rows(database.engine, where=forecast_steps.c.run_id == run_b, worker_id="w3", lease_s=60, now=NOW)
+    assert sorted(r.miner_uid for r in others) == [1, 2]

@@ -98,3 +98,45 @@ def claim_due_steps(
         )
         for r in rows
     ]
+
+
+def claim_rows(
+    engine: sa.Engine,
+    *,
+    where: sa.ColumnElement[bool],
+    worker_id: str,
+    lease_s: float,
+    now: datetime | None = None,
+    limit: int | None = None,
+) -> list[sa.Row]:
+    """Claim the due steps matching ``where`` (any extra filter: round, uids) and return their rows
+    as they were before the claim (attempt = ``retry_count + 1``, last error in ``error_json``).
+
+    The same select-then-update under ``FOR UPDATE SKIP LOCKED`` / ``BEGIN IMMEDIATE`` as
+    :func:`claim_due_steps`: rows another worker claimed in the meantime are skipped, never shared.
+    """
+    now = now or utcnow()
+    steps = forecast_steps.c
+    query = (
+        sa.select(forecast_steps)
+        .where(due_condition(now), where)
+        .order_by(steps.miner_uid, steps.id)
+        .with_for_update(skip_locked=True)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    with engine.begin() as conn:
+        rows = conn.execute(query).all()
+        if rows:
+            conn.execute(
+                sa.update(forecast_steps)
+                .where(steps.id.in_([r.id for r in rows]))
+                .values(
+                    status=StepStatus.IN_PROGRESS.value,
+                    claimed_by=worker_id,
+                    started_at=now,
+                    lease_expires_at=now + timedelta(seconds=lease_s),
+                    updated_at=now,
+                )
+            )
+    return list(rows)

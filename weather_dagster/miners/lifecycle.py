@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -31,7 +32,8 @@ from weather_dagster.core.errors import (
 )
 from weather_dagster.core.retry import RetryPolicy, WorkKind
 from weather_dagster.core.states import IllegalTransition, MinerForecastStatus, StepName, StepStatus
-from weather_dagster.db.schema import forecast_runs, forecast_stats, miner_responses
+from weather_dagster.db.claims import claim_rows
+from weather_dagster.db.schema import forecast_runs, forecast_stats, forecast_steps, miner_responses
 from weather_dagster.db.states import set_miner_status
 from weather_dagster.db.steps import StepKey, StepLog
 from weather_dagster.db.types import utcnow
@@ -107,7 +109,17 @@ class RoundWorker:
         self, run_id: int, uids: Iterable[int] | None, running: dict[int, asyncio.Task]
     ) -> dict[int, asyncio.Task]:
         """Start a task for each due step not already running; returns the new tasks by step id."""
-        rows = [r for r in due_miner_steps(self.engine, run_id, utcnow(), uids) if r.id not in running]
+        # Claimed atomically: a concurrent pass (another run, a UI materialization) never gets the same step.
+        s = forecast_steps.c
+        where = sa.and_(s.run_id == run_id, s.step_name.in_([str(n) for n in MINER_STEPS]), s.id.not_in(list(running)))
+        if uids is not None:
+            where = sa.and_(where, s.miner_uid.in_(list(uids)))
+        rows = claim_rows(
+            self.engine,
+            where=where,
+            worker_id=self.dagster_run_id or f"pid-{os.getpid()}",
+            lease_s=self.settings.retry.step_lease_s,
+        )
         if not rows:
             return {}
         current = registered(self.engine)
