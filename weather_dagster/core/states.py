@@ -69,7 +69,7 @@ class IllegalTransition(ValueError):
 
 
 _R = RoundStatus
-_ROUND_FORWARD = [
+ROUND_FORWARD = [
     _R.CREATED,
     _R.GFS_DOWNLOADING,
     _R.GFS_READY,
@@ -80,7 +80,7 @@ _ROUND_FORWARD = [
     _R.COMPLETED,
 ]
 ROUND_TRANSITIONS: Mapping[RoundStatus, frozenset[RoundStatus]] = {
-    **{current: frozenset({target, _R.ERROR, _R.EXPIRED}) for current, target in itertools.pairwise(_ROUND_FORWARD)},
+    **{current: frozenset({target, _R.ERROR, _R.EXPIRED}) for current, target in itertools.pairwise(ROUND_FORWARD)},
     # ERA5 leads arrive one at a time: a round goes back to waiting between leads.
     _R.SCORING_ERA5: frozenset({_R.AWAITING_ERA5, _R.COMPLETED, _R.ERROR, _R.EXPIRED}),
     _R.COMPLETED: frozenset(),

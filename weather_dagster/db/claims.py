@@ -54,39 +54,10 @@ def claim_due_steps(
     now: datetime | None = None,
     step_names: Iterable[StepName] | None = None,
 ) -> list[ClaimedStep]:
-    now = now or utcnow()
-    steps = forecast_steps.c
-    with engine.begin() as conn:
-        rows = conn.execute(
-            sa.select(
-                steps.id,
-                steps.run_id,
-                steps.miner_uid,
-                steps.miner_hotkey,
-                steps.step_name,
-                steps.substep,
-                steps.lead_hours,
-                steps.status,
-                steps.retry_count,
-            )
-            .where(due_condition(now, step_names))
-            .order_by(steps.next_retry_time.asc().nulls_first(), steps.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
-        if not rows:
-            return []
-        conn.execute(
-            sa.update(forecast_steps)
-            .where(steps.id.in_([r.id for r in rows]))
-            .values(
-                status=StepStatus.IN_PROGRESS.value,
-                claimed_by=worker_id,
-                started_at=now,
-                lease_expires_at=now + timedelta(seconds=lease_s),
-                updated_at=now,
-            )
-        )
+    where = sa.true()
+    if step_names is not None:
+        where = forecast_steps.c.step_name.in_([str(StepName(n)) for n in step_names])
+    rows = claim_rows(engine, where=where, worker_id=worker_id, lease_s=lease_s, now=now, limit=limit)
     return [
         ClaimedStep(
             id=r.id,
@@ -120,7 +91,7 @@ def claim_rows(
     query = (
         sa.select(forecast_steps)
         .where(due_condition(now), where)
-        .order_by(steps.miner_uid, steps.id)
+        .order_by(steps.next_retry_time.asc().nulls_first(), steps.id)
         .with_for_update(skip_locked=True)
     )
     if limit is not None:

@@ -6,22 +6,22 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from weather_dagster.core.states import ROUND_TRANSITIONS, MinerForecastStatus, RoundStatus, StepName, StepStatus
+from weather_dagster.core.states import (
+    ROUND_FORWARD,
+    ROUND_TRANSITIONS,
+    MinerForecastStatus,
+    RoundStatus,
+    StepName,
+    StepStatus,
+)
 from weather_dagster.db.schema import forecast_runs, forecast_steps, miner_responses
 from weather_dagster.db.states import set_round_status
 from weather_dagster.settings import Settings
 
 _M = MinerForecastStatus
 _R = RoundStatus
-FORWARD = [
-    _R.CREATED,
-    _R.GFS_DOWNLOADING,
-    _R.GFS_READY,
-    _R.QUERYING_MINERS,
-    _R.SCORING_DAY1,
-    _R.AWAITING_ERA5,
-    _R.SCORING_ERA5,
-]
+# The forward path without COMPLETED, which only finalize sets.
+FORWARD = [s for s in ROUND_FORWARD if s is not RoundStatus.COMPLETED]
 _QUERYING = {_M.CREATED, _M.FETCH_INITIATED, _M.INFERENCE_RUNNING}
 _DAY1 = {_M.FORECAST_READY, _M.DAY1_SCORING}
 _ERA5 = {_M.DAY1_SCORED, _M.ERA5_SCORING}
