@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import sqlalchemy as sa
 
@@ -21,6 +21,7 @@ from weather_dagster.db.schema import forecast_runs, miner_responses
 from weather_dagster.db.states import set_miner_status
 from weather_dagster.db.steps import StepKey, StepLog
 from weather_dagster.db.types import utcnow
+from weather_dagster.orchestration.readiness import era5_due_time
 from weather_dagster.scoring.day1 import score_day1
 from weather_dagster.scoring.era5 import REJECTED, SCORED, score_era5_lead
 from weather_dagster.scoring.inputs import ScoringInputs
@@ -163,10 +164,6 @@ def run_day1(
     )
 
 
-def truth_due(init: datetime, lead_hours: int, settings: Settings) -> datetime:
-    return init + timedelta(hours=lead_hours + settings.era5_truth_delay_hours)
-
-
 def run_era5(
     engine: sa.Engine,
     steps: StepLog,
@@ -194,7 +191,7 @@ def run_era5(
         if step_status in DONE:
             outcome.leads[lead] = "done" if step_status == StepStatus.SUCCEEDED.value else "failed"
             continue
-        due = truth_due(init, lead, settings)
+        due = era5_due_time(init, lead, settings)  # the one readiness rule
         if now < due:
             steps.ensure_pending(step, due_at=due)
             outcome.leads[lead] = "not_due"
