@@ -222,7 +222,7 @@ def measure(kind: str, overrides: dict, run_id: int, profile: bool) -> dict:
     rss_before = peak_rss_mb()
     profiler = cProfile.Profile() if profile else None
     now = INIT + timedelta(days=30)  # every truth is due
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     if profiler:
         profiler.enable()
     try:
@@ -234,7 +234,7 @@ def measure(kind: str, overrides: dict, run_id: int, profile: bool) -> dict:
         inputs.release()
     if profiler:
         profiler.disable()
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     score_type = "day1" if kind == "day1" else "era5"
     with engine.connect() as conn:
         rows = conn.execute(
@@ -247,6 +247,7 @@ def measure(kind: str, overrides: dict, run_id: int, profile: bool) -> dict:
         raise RuntimeError(f"{kind}: {outcome.status} {outcome.detail} leads={outcome.leads} rows={rows}")
     result = {
         "seconds": elapsed,
+        "cpu_s": cpu,  # this process only (all its threads); robust to other load on the machine
         "peak_rss_mb": peak_rss_mb(),
         "rss_before_mb": rss_before,
         "rows": rows,
