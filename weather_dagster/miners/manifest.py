@@ -35,7 +35,10 @@ class FreezeWindowClosed(ManifestError):
 
 
 def file_hash(path: str, data: bytes) -> str:
-    return hashlib.sha256(path.encode("utf-8") + b"\0" + data).hexdigest()
+    # Incremental: hashing a 4 MB chunk must not first copy it behind its path.
+    digest = hashlib.sha256(path.encode("utf-8") + b"\0")
+    digest.update(data)
+    return digest.hexdigest()
 
 
 def manifest_hash(manifest_bytes: bytes) -> str:

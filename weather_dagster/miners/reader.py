@@ -14,6 +14,7 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -86,6 +87,11 @@ class VerifiedStore(Store):
         # which is what keeps a whole round within settings.miners.http_concurrency.
         self._lock = threading.Lock()
         self.reads = 0
+        # Read-ahead of the next chunk scoring will ask for (at most one, verified like any read):
+        # the miner's transfer and the hash overlap the truth reads and the metrics of this field.
+        self._prefetched: dict[str, Future[bytes]] = {}
+        self._prefetcher: ThreadPoolExecutor | None = None
+        self._prefetch_lock = threading.Lock()
 
     def __eq__(self, other: object) -> bool:
         return self is other
@@ -95,12 +101,40 @@ class VerifiedStore(Store):
 
     def close(self) -> None:
         super().close()
+        if self._prefetcher is not None:
+            # Not waiting: closing the HTTP client below ends a read still in flight.
+            self._prefetcher.shutdown(wait=False, cancel_futures=True)
+            self._prefetcher = None
+        with self._prefetch_lock:
+            self._prefetched.clear()
         if self._on_close is not None:
             self._on_close()
             self._on_close = None
 
+    def prefetch(self, key: str) -> None:
+        """Start reading ``key`` in the background; a later ``read_verified(key)`` takes the result.
+
+        Only a listed, not yet prefetched chunk is fetched, one at a time (the store lock still
+        serializes requests), and its bytes are hash-checked before anyone can use them.
+        """
+        with self._prefetch_lock:
+            if key in self._prefetched or key not in self._files or is_metadata_key(key):
+                return
+            if self._prefetcher is None:
+                self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forecast-prefetch")
+            for stale in [k for k, f in self._prefetched.items() if f.done()]:
+                self._prefetched.pop(stale)  # never asked for: drop it rather than hold its bytes
+            self._prefetched[key] = self._prefetcher.submit(self._read_verified, key)
+
     def read_verified(self, key: str) -> bytes:
         """The bytes of ``key`` after the manifest check (blocking)."""
+        with self._prefetch_lock:
+            pending = self._prefetched.pop(key, None)
+        if pending is not None:
+            return pending.result()  # raises what the verified read raised (e.g. ManifestError)
+        return self._read_verified(key)
+
+    def _read_verified(self, key: str) -> bytes:
         check_store_key(key)
         expected = self._files.get(key)
         if expected is None:
@@ -303,6 +337,29 @@ class VerifiedForecast:
             raise InvalidDataError("forecast times are not the expected init + 6 h ... steps")
         self._lead_index = {lead: i for i, lead in enumerate(self.layout.lead_hours)}
         self._level_index = {level: i for i, level in enumerate(self.layout.levels)}
+        # Scoring reads fields in layout order (surface, then each atmospheric variable by level).
+        self._order: list[tuple[str, int | None]] = [(name, None) for name in self.layout.surface]
+        self._order += [(name, level) for name in self.layout.atmospheric for level in self.layout.levels]
+        meta = json.loads(self.store.read_verified(".zmetadata"))["metadata"]
+        self._separator = {
+            name: str(meta[f"{name}/.zarray"].get("dimension_separator") or ".")
+            for name in (*self.layout.surface, *self.layout.atmospheric)
+        }
+
+    def chunk_key(self, variable: str, level_hpa: int | None, lead_hours: int) -> str:
+        """The store key of one field's chunk (one 2-D field per chunk, checked in ``check_metadata``)."""
+        index = [self._lead_index[lead_hours]]
+        if variable in self.layout.atmospheric:
+            index.append(self._level_index[level_hpa])
+        return f"{variable}/" + self._separator[variable].join(str(i) for i in [*index, 0, 0])
+
+    def _prefetch_after(self, variable: str, level_hpa: int | None, lead_hours: int) -> None:
+        try:
+            position = self._order.index((variable, level_hpa if variable in self.layout.atmospheric else None))
+        except ValueError:
+            return
+        if position + 1 < len(self._order):
+            self.store.prefetch(self.chunk_key(*self._order[position + 1], lead_hours))
 
     def field(self, variable: str, level_hpa: int | None, lead_hours: int) -> np.ndarray:
         if lead_hours not in self._lead_index:
@@ -315,6 +372,7 @@ class VerifiedForecast:
         elif variable not in self.layout.surface:
             raise InvalidDataError(f"variable {variable!r} is not in the forecast")
         values = np.asarray(self.dataset[variable].isel(index).values)
+        self._prefetch_after(variable, level_hpa, lead_hours)
         if values.shape != self.grid.shape:
             raise InvalidDataError(f"{variable} field has shape {values.shape}, expected {self.grid.shape}")
         return np.ascontiguousarray(values, dtype=np.float32)

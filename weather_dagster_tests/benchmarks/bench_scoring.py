@@ -6,45 +6,46 @@ Prints ``name: value`` lines:
 - ``kernel_vs_xarray``: time of a straightforward xarray ``.weighted()`` implementation of the same
   formulas divided by the kernel's (a speed-up; measured in this run);
 - ``kernel_vs_read_floor``: the kernel's time divided by one pass that only reads the same arrays;
-- ``era5_lead_full_res_s`` / ``era5_lead_peak_rss_mb``: one miner-lead (69 fields) from local
-  full-resolution Zarr stores to score rows, in a fresh child process (so its peak RSS is the
-  scoring's own). The verified forecast reader (another area) has not landed: the miner's forecast
-  is read from a local Zarr store of a synthetic forecast, not over loopback HTTP with hash checks;
-- ``day1_full_res_s``: one miner's Day1 (5 fields) the same way.
+- ``era5_lead_full_res_s`` / ``era5_lead_peak_rss_mb``: one 0.25 degree miner-lead (69 fields) end to
+  end, as issue 5 asks: ``run_era5`` with ``LiveScoringInputs`` in a fresh child process -- open the
+  frozen forecast of a loopback demo miner (kerchunk, fresh token), every key read hash-checked
+  against the frozen manifest, truth (ERA5, climatology) from the synthetic loopback server through
+  ``ReferenceData`` and its partition cache, score rows and step log written to SQLite. Truth cache
+  warm (the steady state: reference assets fill it once per day for all miners); ``era5_cold_truth_s``
+  is the same call with an empty cache (the download happens inside). Peak RSS is the child's own
+  ``VmHWM``; ``*_cpu_s`` is the child's CPU time (robust to other load on the shared machine);
+- ``day1_full_res_s``: one miner's Day1 the same way (GFS analysis / f012 GRIB2 over loopback).
 
-Run: ``python -m weather_dagster_tests.benchmarks.bench_scoring`` (or ``make bench-scoring``). The
-synthetic stores are generated once under ``.weather-data/bench-scoring`` (~1 GB, a minute).
+The demo miner runs in its own process with ``forecast_steps`` 4 (leads 6..24 h; the manifest lists
+every file). Data is built once under ``.weather-data/bench-scoring-e2e`` (~1.7 GB, a few minutes);
+the round, databases and truth caches live in a temporary directory removed at the end.
+
+Run: ``python -m weather_dagster_tests.benchmarks.bench_scoring [--profile] [--skip-kernel]`` (or
+``make bench-scoring``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import resource
+import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numba
 import numpy as np
-import sqlalchemy as sa
-import zarr
 
 from weather_dagster.reference.grid import FULL_RESOLUTION, Grid
 from weather_dagster.reference.synthetic.atmosphere import SyntheticAtmosphere
 from weather_dagster.scoring.day1 import climatology_slot
 from weather_dagster.scoring.kernel import field_metrics, latitude_weights, warm_up
-from weather_dagster.settings import ScoringSettings
 
 INIT = datetime(2026, 1, 10, tzinfo=UTC)
 LEAD = 120
 STORE_VERSION = "v2"
-DEFAULT_DIR = Path(".weather-data/bench-scoring")
+DEFAULT_DIR = Path(".weather-data/bench-scoring-e2e")
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
@@ -92,184 +93,79 @@ def bench_kernel() -> dict[str, float]:
     }
 
 
-# -- local Zarr stores of synthetic fields ---------------------------------------------------------
+def bench_end_to_end(data_dir: Path, grid: Grid, profile: bool) -> dict[str, float]:
+    """Build the loopback truth and miner once, freeze one round, then time scoring in fresh children."""
+    from weather_dagster.reference.synthetic.server import serve
+    from weather_dagster_tests.benchmarks import scoring_e2e as e2e
 
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tree = e2e.build_truth(data_dir / "truth", grid)
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-scoring-") as tmp:
+        work = Path(tmp)
+        server = serve(tree)
+        fleet = e2e.start_fleet(data_dir / "miner-files", work / "metagraph.json", grid)
+        try:
+            reference = e2e.reference_overrides(server.base_url, grid)
 
-def _name(variable: str, level: int | None) -> str:
-    return variable if level is None else f"{variable}_{level}"
+            def overrides(db: str, ref_cache: str) -> dict:
+                return e2e.settings_overrides(work, work / "metagraph.json", reference, work / db, work / ref_cache)
 
-
-def _write(group: zarr.Group, variable: str, level: int | None, values: np.ndarray) -> None:
-    # blosc-lz4: what a miner store is likely to use (WEATHER-NOTES: ~2.3-3.2 ms per field read)
-    compressor = zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
-    array = group.create_array(
-        _name(variable, level), shape=values.shape, chunks=values.shape, dtype="float32", compressors=compressor
-    )
-    array[:] = values
-
-
-def build_stores(root: Path, settings: ScoringSettings) -> Path:
-    """Truth, climatology, GFS analysis/forecast and one miner's forecast, each field its own chunk."""
-    from weather_dagster.reference.variables import split_level_name
-    from weather_dagster.scoring.era5 import era5_fields
-
-    stamp = root / f"ready-{STORE_VERSION}"
-    if stamp.exists():
-        return root
-    root.mkdir(parents=True, exist_ok=True)
-    atmosphere = SyntheticAtmosphere(FULL_RESOLUTION)
-    valid = INIT + timedelta(hours=LEAD)
-    doy, hour = climatology_slot(valid)
-    groups = {k: zarr.open_group(str(root / f"{k}.zarr"), mode="w") for k in ("era5", "clim", "miner", "day1")}
-    for variable, level in era5_fields(settings):
-        _write(groups["era5"], variable, level, atmosphere.field(variable, level, valid))
-        _write(groups["clim"], variable, level, atmosphere.climatology(variable, level, doy, hour))
-        miner = atmosphere.field(
-            variable, level, valid, phase_shift_deg=LEAD / 24, noise=0.05 * LEAD / 24, noise_seed=1
-        )
-        _write(groups["miner"], variable, level, miner)
-    d1_valid = INIT + timedelta(hours=12)
-    d1_doy, d1_hour = climatology_slot(d1_valid)
-    for name in settings.day1_variables:
-        variable, level = split_level_name(name)
-        g = groups["day1"]
-        _write(g, "truth_" + variable, level, atmosphere.field(variable, level, d1_valid))
-        _write(g, "gfs_" + variable, level, atmosphere.gfs_forecast(variable, level, INIT, 12))
-        _write(g, "clim_" + variable, level, atmosphere.climatology(variable, level, d1_doy, d1_hour))
-        _write(
-            g, "miner_" + variable, level, atmosphere.field(variable, level, d1_valid, phase_shift_deg=0.5, noise=0.03)
-        )
-    stamp.write_text("ok")
-    return root
-
-
-@dataclass
-class ZarrSource:
-    """One field per read from a local Zarr group (implements all three field interfaces)."""
-
-    path: Path
-    prefix: str = ""
-    grid: Grid = FULL_RESOLUTION
-
-    read_s: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.group = zarr.open_group(str(self.path), mode="r")
-        self.arrays: dict[str, zarr.Array] = {}
-
-    def field(self, variable: str, level: int | None, *_when) -> np.ndarray:
-        t0 = time.perf_counter()
-        name = self.prefix + _name(variable, level)
-        if name not in self.arrays:
-            self.arrays[name] = self.group[name]
-        values = self.arrays[name][:]
-        self.read_s += time.perf_counter() - t0
-        return values
-
-
-def child_era5(root: Path, db_path: Path) -> dict[str, float]:
-    """One miner-lead to score rows, measured in this (fresh) process."""
-    from weather_dagster.db.engine import Database
-    from weather_dagster.scoring.era5 import score_era5_lead
-    from weather_dagster.scoring.store import ResponseKey, write_era5_lead
-    from weather_dagster_tests.helpers import make_response, make_round
-
-    settings = ScoringSettings()
-    database = Database(f"sqlite:///{db_path}")
-    run_id = make_round(database.engine, INIT)
-    key = ResponseKey(make_response(database.engine, run_id, 1, "hk1"), run_id, 1, "hk1")
-    warm_up()
-    sources = [ZarrSource(root / "miner.zarr"), ZarrSource(root / "era5.zarr"), ZarrSource(root / "clim.zarr")]
-    t0 = time.perf_counter()
-    result = score_era5_lead(*sources, INIT, LEAD, settings)
-    with database.engine.begin() as conn:
-        write_era5_lead(conn, key, result, datetime.now(UTC))
-    elapsed = time.perf_counter() - t0
-    with database.engine.connect() as conn:
-        from weather_dagster.db.schema import component_scores
-
-        rows = conn.execute(sa.select(sa.func.count()).select_from(component_scores)).scalar_one()
-    assert result.ok and rows == 69, (result.status, result.reason, rows)
-    # Field-major over 4 miners: truth and climatology are read once per field for all of them.
-    from weather_dagster.scoring.era5 import score_era5_lead_many
-
-    batch = {uid: ZarrSource(root / "miner.zarr") for uid in range(4)}
-    t1 = time.perf_counter()
-    many = score_era5_lead_many(
-        batch, ZarrSource(root / "era5.zarr"), ZarrSource(root / "clim.zarr"), INIT, LEAD, settings
-    )
-    per_miner = (time.perf_counter() - t1) / len(batch)
-    assert all(r.ok for r in many.values())
-    return {
-        "era5_lead_per_miner_batch4_s": per_miner,
-        "era5_lead_full_res_s": elapsed,
-        "era5_lead_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "era5_lead_score": result.score,
-        "era5_lead_read_s": sum(source.read_s for source in sources),
-    }
-
-
-def child_day1(root: Path) -> dict[str, float]:
-    from weather_dagster.scoring.day1 import score_day1
-
-    settings = ScoringSettings()
-    day1 = root / "day1.zarr"
-    warm_up()
-    t0 = time.perf_counter()
-    result = score_day1(
-        ZarrSource(day1, "miner_"),
-        ZarrSource(day1, "truth_"),
-        ZarrSource(day1, "gfs_"),
-        ZarrSource(day1, "clim_"),
-        INIT,
-        settings,
-    )
-    return {"day1_full_res_s": time.perf_counter() - t0, "day1_score": result.score}
+            run_id = e2e.freeze_round(overrides("ready.db", "validator"))
+            for kind, template in (("day1", "ready.db"), ("era5", "day1.db")):
+                # cold: the truth partitions are downloaded into an empty cache inside the timed call
+                shutil.copy(work / template, work / f"{kind}-cold.db")
+                cold = e2e.run_child(kind, overrides(f"{kind}-cold.db", f"cache-{kind}"), run_id)
+                if kind == "day1":
+                    shutil.copy(work / "day1-cold.db", work / "day1.db")  # Day1 scored: ERA5 may start
+                # warm: the same call with the truth already in the partition cache (the steady state)
+                shutil.copy(work / template, work / f"{kind}-warm.db")
+                warm = e2e.run_child(kind, overrides(f"{kind}-warm.db", f"cache-{kind}"), run_id, profile)
+                results[f"{kind}_cold_truth_s"] = cold["seconds"]
+                results[f"{kind}_warm_truth_s"] = warm["seconds"]
+                results[f"{kind}_cpu_s"] = warm["cpu_s"]
+                results[f"{kind}_peak_rss_mb"] = warm["peak_rss_mb"]
+                results[f"{kind}_cold_peak_rss_mb"] = cold["peak_rss_mb"]
+                results[f"{kind}_rss_before_mb"] = warm["rss_before_mb"]
+                results[f"{kind}_rows"] = warm["rows"]
+                print(f"{kind}_outcome: {warm['detail']}")
+        finally:
+            e2e.stop_fleet(fleet)
+            server.stop()
+    results["era5_lead_full_res_s"] = results["era5_warm_truth_s"]
+    results["era5_lead_peak_rss_mb"] = results["era5_peak_rss_mb"]
+    results["day1_full_res_s"] = results["day1_warm_truth_s"]
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DIR)
-    parser.add_argument("--child", choices=["era5", "day1"])
+    parser.add_argument("--grid-deg", type=float, default=FULL_RESOLUTION.resolution_deg)
+    parser.add_argument("--profile", action="store_true", help="cProfile the warm runs (to stderr)")
+    parser.add_argument("--skip-kernel", action="store_true")
     args = parser.parse_args(argv)
-    if args.child:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = (
-                child_era5(args.data_dir, Path(tmp) / "bench.db") if args.child == "era5" else child_day1(args.data_dir)
-            )
-        print(json.dumps(out))
-        return 0
-    results = bench_kernel()
-    build_stores(args.data_dir, ScoringSettings())
-    for child in ("era5", "day1"):
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "weather_dagster_tests.benchmarks.bench_scoring",
-                "--child",
-                child,
-                "--data-dir",
-                str(args.data_dir),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        results.update(json.loads(proc.stdout.strip().splitlines()[-1]))
-    print("forecast_source: local full-resolution Zarr of a synthetic forecast (verified reader not landed yet)")
-    for name in (
-        "kernel_ms",
-        "kernel_vs_xarray",
-        "kernel_vs_read_floor",
-        "era5_lead_full_res_s",
-        "era5_lead_peak_rss_mb",
-        "day1_full_res_s",
-        "xarray_ms",
-        "read_floor_ms",
-        "era5_lead_read_s",
-        "era5_lead_per_miner_batch4_s",
-    ):
+    results = {} if args.skip_kernel else bench_kernel()
+    results.update(bench_end_to_end(args.data_dir, Grid(args.grid_deg), args.profile))
+    print(f"grid_deg: {args.grid_deg}")
+    print("forecast_source: loopback demo miner (forecast_steps 4), verified reader, every key hash-checked")
+    print("truth_source: synthetic loopback server through ReferenceData (GFS GRIB2, ERA5 + climatology Zarr)")
+    names = ["kernel_ms", "kernel_vs_xarray", "kernel_vs_read_floor"] * (not args.skip_kernel)
+    names += ["era5_lead_full_res_s", "era5_lead_peak_rss_mb", "day1_full_res_s"]
+    names += ["xarray_ms", "read_floor_ms"] * (not args.skip_kernel)
+    names += [
+        "era5_cpu_s",
+        "day1_cpu_s",
+        "era5_cold_truth_s",
+        "era5_cold_peak_rss_mb",
+        "era5_rss_before_mb",
+        "era5_rows",
+        "day1_cold_truth_s",
+        "day1_peak_rss_mb",
+        "day1_cold_peak_rss_mb",
+        "day1_rows",
+    ]
+    for name in names:
         print(f"{name}: {results[name]:.3f}")
     return 0
 

@@ -59,6 +59,7 @@ class FleetConfig:
     oversized_metadata_bytes: int = 8 * 1024 * 1024
     base_port: int = 0
     fleet_seed: str = "fleet"
+    file_cache_dir: Path | None = None  # benchmarks: serve generated chunks from disk (see ForecastStore)
 
 
 @dataclass
@@ -163,6 +164,7 @@ class DemoMiner:
             cfg.step_hours,
             cfg.oversized_metadata_bytes,
             cache=self.fleet.field_cache,
+            file_cache_dir=cfg.file_cache_dir,
         )
         self.jobs[job_id] = Job(init_time, time.monotonic(), store)
         return web.json_response({"status": protocol.FETCH_ACCEPTED, "job_id": job_id, "message": "accepted"})

@@ -9,9 +9,11 @@ behaviours alter the data or metadata to exercise the validator's checks.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 
@@ -53,6 +55,8 @@ class ForecastStore:
     step_hours: int = 6
     oversized_metadata_bytes: int = 8 * 1024 * 1024
     cache: FieldCache | None = None
+    # Benchmarks: keep generated chunk files on disk so serving a full-resolution store is a file read.
+    file_cache_dir: Path | None = None
     _truth: SyntheticAtmosphere = field(init=False, repr=False)
     _noise: dict = field(init=False, repr=False, default_factory=dict)
 
@@ -179,6 +183,30 @@ class ForecastStore:
         """The bytes of one store file, or None when the store has no such key."""
         if key in self.metadata:
             return self.metadata[key]
+        if self.file_cache_dir is None:
+            return self._make_file(key)
+        path = self._cache_path(key)
+        if path is not None and path.is_file():
+            return path.read_bytes()
+        data = self._make_file(key)
+        if data is not None and path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            partial.write_bytes(data)
+            partial.replace(path)  # atomic: a concurrent reader never sees half a chunk
+        return data
+
+    def _cache_path(self, key: str) -> Path | None:
+        """Where a chunk of this exact store (miner, behaviour, skill, grid, layout, init) is cached."""
+        if not all(part and part not in (".", "..") for part in key.split("/")):
+            return None
+        store = (
+            f"uid{self.uid}-{self.behaviour.value}-skill{self.skill:g}-grid{self.grid.resolution_deg:g}"
+            f"-{self.steps}x{self.step_hours}h-{self.init_time:%Y%m%dT%H}"
+        )
+        return Path(self.file_cache_dir) / store / key
+
+    def _make_file(self, key: str) -> bytes | None:
         name, _, index = key.partition("/")
         if name in self._coords and index == "0":
             return self._coords[name][0].tobytes()
