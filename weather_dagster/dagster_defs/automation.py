@@ -100,7 +100,7 @@ def score_batch(
     asset_key = "day1_score" if config.kind == "day1" else "era5_score"
     scored = failed = 0
     validator_cpu = 0.0  # CPU of this process inside the scoring service: the validator's own work
-    wall_started = time.perf_counter()
+    wall_started, op_cpu_started = time.perf_counter(), time.process_time()
     for uid in config.uids:
         cpu_started = time.process_time()
         try:
@@ -136,6 +136,7 @@ def score_batch(
             "scored": scored,
             "failed": failed,
             "validator_cpu_s": round(validator_cpu, 4),
+            "op_cpu_s": round(time.process_time() - op_cpu_started, 4),
             "op_wall_s": round(time.perf_counter() - wall_started, 4),
         }
     )

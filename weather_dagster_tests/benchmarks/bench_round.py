@@ -140,7 +140,7 @@ def _runs(home: Path):
     instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
     out = []
     for record in instance.get_run_records(filters=RunsFilter(job_name="score_batch_job")):
-        cpu, stamps = 0.0, {}
+        cpu, op_cpu, stamps = 0.0, 0.0, {}
         for entry in instance.all_logs(record.dagster_run.run_id):
             event = entry.dagster_event
             if event is None:
@@ -150,7 +150,8 @@ def _runs(home: Path):
                 meta = event.step_output_data.metadata
                 if "validator_cpu_s" in meta:
                     cpu += float(meta["validator_cpu_s"].value)
-        out.append((record, cpu, stamps))
+                    op_cpu += float(meta["op_cpu_s"].value)
+        out.append((record, cpu, op_cpu, stamps))
     active = instance.get_run_records(
         filters=RunsFilter(statuses=[s for s in _active_statuses()]),
     )
@@ -170,7 +171,7 @@ def main() -> int:
     parser.add_argument("--grid", type=float, default=5.0)
     parser.add_argument("--max-runs", type=int, default=2, help="daemon's max_concurrent_runs")
     parser.add_argument("--pool-limit", type=int, default=2, help="concurrency pool limit (scoring)")
-    parser.add_argument("--batch-size", type=int, default=None, help="WEATHER_ROUND__SCORING_BATCH_SIZE")
+    parser.add_argument("--batch-size", type=int, default=128, help="WEATHER_ROUND__SCORING_BATCH_SIZE")
     parser.add_argument("--sensor-interval", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=1200)
     parser.add_argument("--keep", help="keep logs and databases in this directory")
@@ -239,7 +240,8 @@ def run(args: argparse.Namespace, out: Path) -> int:
         engine.dispose()
     as_utc = lambda d: d if d.tzinfo else d.replace(tzinfo=UTC)  # noqa: E731
     total_cpu = cpu1 - cpu0
-    validator_cpu = sum(cpu for _, cpu, _ in runs)
+    validator_cpu = sum(run[1] for run in runs)
+    op_cpu = sum(run[2] for run in runs)
     print(f"miners: {args.miners}")
     print(f"grid_deg: {args.grid}")
     print(f"scoring_runs: {len(runs)}")
@@ -248,13 +250,16 @@ def run(args: argparse.Namespace, out: Path) -> int:
     print(f"first_day1_s: {(as_utc(first) - t0).total_seconds():.1f}")
     print(f"dagster_tree_cpu_s: {total_cpu:.1f}")
     print(f"validator_scoring_cpu_s: {validator_cpu:.1f}")
+    print(f"op_cpu_s: {op_cpu:.1f}  (whole score_batch ops: scoring + per-miner Dagster events)")
+    print(f"daemon_tree_cpu_outside_ops_s: {total_cpu - op_cpu:.1f}  (daemon, sensors, code server, run start/stop)")
     print(f"dagster_overhead_share: {(total_cpu - validator_cpu) / total_cpu:.3f}")
     print(
-        "dagster_overhead_share_definition: (daemon-tree CPU over [t0, runs finished] - CPU inside scoring calls) / daemon-tree CPU"
+        "dagster_overhead_share_definition: (CPU of the daemon's process tree over [t0, runs finished]"
+        " - CPU inside the scoring service calls) / CPU of the daemon's process tree"
     )
     for kind, cpu in sorted(kinds.items()):
         print(f"tree_cpu_{kind}_lifetime_s: {cpu:.1f}")
-    for record, cpu, stamps in sorted(runs, key=lambda x: x[0].create_timestamp):
+    for record, cpu, _, stamps in sorted(runs, key=lambda x: x[0].create_timestamp):
         created = record.create_timestamp.timestamp()
         s = {k: v - created for k, v in stamps.items()}
         print(
