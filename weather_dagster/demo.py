@@ -128,7 +128,21 @@ def _progress(engine: sa.Engine) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def demo_environment(out: Path, miners: int, grid: float, init: datetime) -> Iterator[tuple[dict[str, str], Processes]]:
+def demo_environment(
+    out: Path,
+    miners: int,
+    grid: float,
+    init: datetime,
+    *,
+    era5_days: int = 11,
+    behaviours: dict[int, str] | None = None,
+) -> Iterator[tuple[dict[str, str], Processes]]:
+    """Synthetic data server and demo fleet; yields the WEATHER_* env for Dagster processes.
+
+    ``era5_days`` bounds the ERA5 truth served after ``init`` (0: no lead is ever ready, so a round
+    stops after Day1); ``behaviours`` maps uids to misbehaviours (default: the demo's mix).
+    """
+    behaviours = BEHAVIOURS if behaviours is None else behaviours
     procs = Processes()
     try:
         data = out / "data"
@@ -152,7 +166,7 @@ def demo_environment(out: Path, miners: int, grid: float, init: datetime) -> Ite
                 "--start",
                 init.strftime("%Y-%m-%d"),
                 "--days",
-                "11",
+                str(era5_days),
                 "--analysis-days",
                 "2",
             ],
@@ -160,10 +174,10 @@ def demo_environment(out: Path, miners: int, grid: float, init: datetime) -> Ite
             synthetic_log,
         )
         reference_env = _env_from(_wait_for_lines(synthetic_log, "WEATHER_REFERENCE__", 4, proc, 600))
-        print(f"[demo] {miners} demo miners (behaviours: {json.dumps(BEHAVIOURS)}) ...", flush=True)
+        print(f"[demo] {miners} demo miners (behaviours: {json.dumps(behaviours)}) ...", flush=True)
         fleet_log = out / "fleet.log"
         behaviour_args = [
-            arg for uid, name in BEHAVIOURS.items() if uid < miners for arg in ("--behaviour", f"{uid}={name}")
+            arg for uid, name in behaviours.items() if uid < miners for arg in ("--behaviour", f"{uid}={name}")
         ]
         proc = procs.start(
             "fleet",

@@ -13,6 +13,7 @@ batched worker jobs they launch. All decisions are plain functions in ``weather_
 
 # No `from __future__ import annotations`: Dagster inspects the real annotations of `context`.
 import json
+import time
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -97,7 +98,10 @@ def score_batch(
     scorer = run_day1 if config.kind == "day1" else run_era5
     asset_key = "day1_score" if config.kind == "day1" else "era5_score"
     scored = failed = 0
+    validator_cpu = 0.0  # CPU of this process inside the scoring service: the validator's own work
+    wall_started, op_cpu_started = time.perf_counter(), time.process_time()
     for uid in config.uids:
+        cpu_started = time.process_time()
         try:
             outcome = scorer(
                 db.engine, steps, settings, scoring_inputs, config.run_id, uid, dagster_run_id=context.run.run_id
@@ -110,6 +114,7 @@ def score_batch(
             release = getattr(scoring_inputs, "release", None)
             if release is not None:
                 release()
+            validator_cpu += time.process_time() - cpu_started
         if outcome.status == "scored":
             scored += 1
             metadata = {"summary": outcome.detail or ""}
@@ -123,6 +128,17 @@ def score_batch(
         elif outcome.status == "failed":
             failed += 1
     context.log.info(f"{config.kind}: {scored} scored, {failed} failed of {len(config.uids)}")
+    # Cost accounting for operators and the round benchmark: how much of this run was scoring.
+    context.add_output_metadata(
+        {
+            "miners": len(config.uids),
+            "scored": scored,
+            "failed": failed,
+            "validator_cpu_s": round(validator_cpu, 4),
+            "op_cpu_s": round(time.process_time() - op_cpu_started, 4),
+            "op_wall_s": round(time.perf_counter() - wall_started, 4),
+        }
+    )
 
 
 @job(tags={KIND_TAG: "scoring"})
