@@ -127,6 +127,18 @@ def _progress(engine: sa.Engine) -> tuple[str, str]:
     return status or "(no round yet)", f"round {status or '-'} | miners: {summary or '-'} | ERA5 leads scored: {leads}"
 
 
+def _init_instance(home: Path) -> None:
+    """Create the instance's SQLite storage once, up front.
+
+    The daemon and ``dagster job launch`` started right after it would otherwise both create the
+    tables at the same time, and the loser dies with "table secondary_indexes already exists".
+    """
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs_count()
+
+
 @contextlib.contextmanager
 def demo_environment(out: Path, miners: int, grid: float, init: datetime) -> Iterator[tuple[dict[str, str], Processes]]:
     procs = Processes()
@@ -135,6 +147,7 @@ def demo_environment(out: Path, miners: int, grid: float, init: datetime) -> Ite
         home = out / "dagster_home"
         home.mkdir(parents=True)
         (home / "dagster.yaml").write_text(DAGSTER_YAML.format(home=home))
+        _init_instance(home)
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("WEATHER_")}
         base_env.update(WEATHER_DATA_DIR=str(data), PYTHONUNBUFFERED="1")
         print(f"[demo] synthetic GFS / ERA5 / climatology at {grid} deg on loopback ...", flush=True)
@@ -155,6 +168,8 @@ def demo_environment(out: Path, miners: int, grid: float, init: datetime) -> Ite
                 "11",
                 "--analysis-days",
                 "2",
+                "--port",
+                "0",  # ephemeral: two rounds (or a demo and a test) on one machine must not collide
             ],
             base_env,
             synthetic_log,
