@@ -45,10 +45,14 @@ concurrency:
     max_concurrent_runs: 2
   pools:
     default_limit: 1
+# A run whose process died (SIGKILL, OOM) is marked failed by its code server; its pool slot is only
+# given back by this sweep, and until then every later scoring run stays queued behind it.
 run_monitoring:
   enabled: true
   start_timeout_seconds: 120
-  poll_interval_seconds: 10
+  max_resume_run_attempts: 0
+  poll_interval_seconds: 5
+  free_slots_after_run_end_seconds: 5
 telemetry:
   enabled: false
 """
