@@ -138,6 +138,19 @@ def _active_runs(instance, job_name: str, date: str) -> bool:
     return bool(records)
 
 
+def _crash_generation(instance, job_name: str, tags: dict[str, str]) -> str:
+    """A run-key suffix that changes whenever a run of this kind for this round ended badly.
+
+    A run that dies before it marks any step in_progress (killed while importing, OOM, a launch
+    failure) leaves the due items and so the digest unchanged; Dagster would skip that run key
+    forever and the round would stall. Counting failed and canceled runs gives a fresh key then.
+    """
+    failed = instance.get_runs_count(
+        RunsFilter(job_name=job_name, tags=tags, statuses=[DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED])
+    )
+    return f":f{failed}" if failed else ""
+
+
 def _uids(work: RoundWork, kind: WorkKind) -> list[int]:
     return sorted({item.miner_uid for item in work.items.get(kind, [])})
 
@@ -148,6 +161,7 @@ def round_requests(works: list[RoundWork], instance, batch_size: int) -> tuple[l
     miner_items = [w for w in works if w.items.get(WorkKind.MINERS)]
     if miner_items and not _active_runs(instance, advance_miners_job.name, "all"):
         key = "+".join(w.run_key(WorkKind.MINERS) for w in miner_items)
+        key += _crash_generation(instance, advance_miners_job.name, {ROUND_TAG: "all"})
         requests.append(RunRequest(run_key=key, job_name=advance_miners_job.name, tags={ROUND_TAG: "all"}))
         lines.append(f"advance_miners_job for {sum(len(w.items[WorkKind.MINERS]) for w in miner_items)} steps")
     for work in works:
@@ -155,11 +169,12 @@ def round_requests(works: list[RoundWork], instance, batch_size: int) -> tuple[l
             uids = _uids(work, kind)
             if not uids or _active_runs(instance, score_batch_job.name, work.date):
                 continue
+            generation = _crash_generation(instance, score_batch_job.name, {ROUND_TAG: work.date, KIND_TAG: str(kind)})
             for start in range(0, len(uids), batch_size):
                 chunk = uids[start : start + batch_size]
                 requests.append(
                     RunRequest(
-                        run_key=f"{work.run_key(kind)}:{start}",
+                        run_key=f"{work.run_key(kind)}:{start}{generation}",
                         job_name=score_batch_job.name,
                         run_config={
                             "ops": {
