@@ -111,6 +111,12 @@ class SmallRound:
         status = self.wait(lambda: self.round_status() in TERMINAL and self.round_status(), timeout, "round end", 1.0)
         return status
 
+    def run_keys(self) -> list[str]:
+        """The run key of every run the sensors launched (Dagster launches each key at most once)."""
+        with self.instance() as instance:
+            runs = [record.dagster_run for record in instance.get_run_records()]
+        return [run.tags["dagster/run_key"] for run in runs if "dagster/run_key" in run.tags]
+
     def _check_daemon(self) -> None:
         for name, proc in self.procs.children:
             if name == "daemon" and proc.poll() is not None:

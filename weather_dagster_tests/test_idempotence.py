@@ -165,3 +165,61 @@ def test_manual_day1_materialization_overlapping_a_batch_leaves_one_set_of_score
     assert _scores(database.engine) == overlapped
     uids = {row["miner_uid"] for row in overlapped["weather_miner_scores"]}
     assert uids == {1, 2}
+
+
+def test_a_dropped_connection_while_writing_scores_fails_the_run_and_the_step_is_retried(seeded) -> None:
+    """The database connection breaks between scoring and the write (a server restart): the step must
+    not stay in_progress under a successful run; the run fails, the failure sensor schedules the retry,
+    and the next run scores it once."""
+    from dagster import DagsterEventType, build_run_status_sensor_context
+
+    settings, database, defs, instance, init, run_id = seeded
+    date = f"{init:%Y-%m-%d}"
+    config = {"ops": {"score_batch": {"config": {"run_id": run_id, "date": date, "kind": "day1", "uids": [1, 2]}}}}
+    job = defs.get_job_def(score_batch_job.name)
+    engine = database.engine
+    broken = []
+
+    def drop_once(conn, cursor, statement, parameters, context, executemany) -> None:
+        if not broken and "weather_miner_scores" in statement and statement.lstrip().upper().startswith("INSERT"):
+            broken.append(statement)
+            raise sa.exc.OperationalError(statement, parameters, ConnectionError("server closed the connection"))
+
+    sa.event.listen(engine, "before_cursor_execute", drop_once)
+    try:
+        first = job.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", drop_once)
+    assert broken and not first.success
+
+    def day1_steps() -> dict[int, tuple]:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    forecast_steps.c.miner_uid,
+                    forecast_steps.c.status,
+                    forecast_steps.c.retry_count,
+                    forecast_steps.c.dagster_run_id,
+                ).where(forecast_steps.c.step_name == "day1")
+            ).all()
+        return {row.miner_uid: tuple(row[1:]) for row in rows}
+
+    assert day1_steps() == {1: ("in_progress", 0, first.run_id), 2: ("succeeded", 0, first.run_id)}
+
+    # What the daemon does next: the run-failure sensor turns the held step into a retry.
+    failure = next(e for e in instance.all_logs(first.run_id) if e.dagster_event_type == DagsterEventType.RUN_FAILURE)
+    sensor_context = build_run_status_sensor_context(
+        sensor_name="step_failure_sensor",
+        dagster_event=failure.dagster_event,
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(first.run_id),
+        resources={"settings": settings, "db": database},
+    ).for_run_failure()
+    defs.get_sensor_def("step_failure_sensor")(sensor_context)
+    assert day1_steps()[1][:2] == ("retry_scheduled", 1)
+
+    second = job.execute_in_process(run_config=config, instance=instance)
+    assert second.success
+    assert day1_steps() == {1: ("succeeded", 1, second.run_id), 2: ("succeeded", 0, first.run_id)}
+    assert not _natural_key_counts(engine)
+    assert {row["miner_uid"] for row in table_rows(engine, miner_scores)} == {1, 2}

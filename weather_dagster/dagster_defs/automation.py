@@ -22,6 +22,7 @@ from dagster import (
     DagsterRunStatus,
     DefaultScheduleStatus,
     DefaultSensorStatus,
+    Failure,
     OpExecutionContext,
     ResourceParam,
     RunFailureSensorContext,
@@ -98,14 +99,17 @@ def score_batch(
     scorer = run_day1 if config.kind == "day1" else run_era5
     asset_key = "day1_score" if config.kind == "day1" else "era5_score"
     scored = failed = 0
+    database_errors = []
     for uid in config.uids:
         try:
             outcome = scorer(
                 db.engine, steps, settings, scoring_inputs, config.run_id, uid, dagster_run_id=context.run.run_id
             )
-        except Exception as exc:  # already recorded as a retry by the service; go on with the next miner
+        except Exception as exc:  # recorded as a retry by the service, unless the database itself failed
             failed += 1
             context.log.warning(f"uid {uid}: {type(exc).__name__}: {exc}")
+            if isinstance(exc, sa.exc.DBAPIError):
+                database_errors.append(uid)
             continue
         finally:
             release = getattr(scoring_inputs, "release", None)
@@ -124,6 +128,30 @@ def score_batch(
         elif outcome.status == "failed":
             failed += 1
     context.log.info(f"{config.kind}: {scored} scored, {failed} failed of {len(config.uids)}")
+    _fail_if_unrecorded(db, context.run.run_id, database_errors)
+
+
+def _fail_if_unrecorded(db: Database, dagster_run_id: str, database_errors: list[int]) -> None:
+    """End the run failed when an outcome may not be in the step log, so nothing is left behind.
+
+    A database error (a restarted server, a dropped connection) can strike between ``start`` and the
+    outcome's write: the step stays in_progress (scoring steps hold no lease) or was never started,
+    and a successful run would leave it so for good, under a run key Dagster never launches again.
+    A failed run instead has ``step_failure_sensor`` retry the steps it held and gives
+    ``round_sensor`` a fresh run key for the rest.
+    """
+    s = forecast_steps.c
+    with db.engine.connect() as conn:
+        held = conn.execute(
+            sa.select(sa.func.count()).where(
+                s.dagster_run_id == dagster_run_id, s.status == StepStatus.IN_PROGRESS.value
+            )
+        ).scalar_one()
+    if held or database_errors:
+        raise Failure(
+            f"{held} step(s) left in progress, database errors for uids {database_errors}: "
+            "failing the run so the sensors retry them"
+        )
 
 
 @job(tags={KIND_TAG: "scoring"})
