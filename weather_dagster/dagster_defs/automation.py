@@ -23,6 +23,7 @@ from dagster import (
     DagsterRunStatus,
     DefaultScheduleStatus,
     DefaultSensorStatus,
+    Failure,
     OpExecutionContext,
     ResourceParam,
     RunFailureSensorContext,
@@ -100,15 +101,18 @@ def score_batch(
     scored = failed = 0
     validator_cpu = 0.0  # CPU of this process inside the scoring service: the validator's own work
     wall_started, op_cpu_started = time.perf_counter(), time.process_time()
+    database_errors = []
     for uid in config.uids:
         cpu_started = time.process_time()
         try:
             outcome = scorer(
                 db.engine, steps, settings, scoring_inputs, config.run_id, uid, dagster_run_id=context.run.run_id
             )
-        except Exception as exc:  # already recorded as a retry by the service; go on with the next miner
+        except Exception as exc:  # recorded as a retry by the service, unless the database itself failed
             failed += 1
             context.log.warning(f"uid {uid}: {type(exc).__name__}: {exc}")
+            if isinstance(exc, sa.exc.DBAPIError):
+                database_errors.append(uid)
             continue
         finally:
             release = getattr(scoring_inputs, "release", None)
@@ -139,6 +143,30 @@ def score_batch(
             "op_wall_s": round(time.perf_counter() - wall_started, 4),
         }
     )
+    _fail_if_unrecorded(db, context.run.run_id, database_errors)
+
+
+def _fail_if_unrecorded(db: Database, dagster_run_id: str, database_errors: list[int]) -> None:
+    """End the run failed when an outcome may not be in the step log, so nothing is left behind.
+
+    A database error (a restarted server, a dropped connection) can strike between ``start`` and the
+    outcome's write: the step stays in_progress (scoring steps hold no lease) or was never started,
+    and a successful run would leave it so for good, under a run key Dagster never launches again.
+    A failed run instead has ``step_failure_sensor`` retry the steps it held and gives
+    ``round_sensor`` a fresh run key for the rest.
+    """
+    s = forecast_steps.c
+    with db.engine.connect() as conn:
+        held = conn.execute(
+            sa.select(sa.func.count()).where(
+                s.dagster_run_id == dagster_run_id, s.status == StepStatus.IN_PROGRESS.value
+            )
+        ).scalar_one()
+    if held or database_errors:
+        raise Failure(
+            f"{held} step(s) left in progress, database errors for uids {database_errors}: "
+            "failing the run so the sensors retry them"
+        )
 
 
 @job(tags={KIND_TAG: "scoring"})
@@ -153,6 +181,19 @@ def _active_runs(instance, job_name: str, date: str) -> bool:
     return bool(records)
 
 
+def _crash_generation(instance, job_name: str, tags: dict[str, str]) -> str:
+    """A run-key suffix that changes whenever a run of this kind for this round ended badly.
+
+    A run that dies before it marks any step in_progress (killed while importing, OOM, a launch
+    failure) leaves the due items and so the digest unchanged; Dagster would skip that run key
+    forever and the round would stall. Counting failed and canceled runs gives a fresh key then.
+    """
+    failed = instance.get_runs_count(
+        RunsFilter(job_name=job_name, tags=tags, statuses=[DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED])
+    )
+    return f":f{failed}" if failed else ""
+
+
 def _uids(work: RoundWork, kind: WorkKind) -> list[int]:
     return sorted({item.miner_uid for item in work.items.get(kind, [])})
 
@@ -163,6 +204,7 @@ def round_requests(works: list[RoundWork], instance, batch_size: int) -> tuple[l
     miner_items = [w for w in works if w.items.get(WorkKind.MINERS)]
     if miner_items and not _active_runs(instance, advance_miners_job.name, "all"):
         key = "+".join(w.run_key(WorkKind.MINERS) for w in miner_items)
+        key += _crash_generation(instance, advance_miners_job.name, {ROUND_TAG: "all"})
         requests.append(RunRequest(run_key=key, job_name=advance_miners_job.name, tags={ROUND_TAG: "all"}))
         lines.append(f"advance_miners_job for {sum(len(w.items[WorkKind.MINERS]) for w in miner_items)} steps")
     for work in works:
@@ -170,11 +212,12 @@ def round_requests(works: list[RoundWork], instance, batch_size: int) -> tuple[l
             uids = _uids(work, kind)
             if not uids or _active_runs(instance, score_batch_job.name, work.date):
                 continue
+            generation = _crash_generation(instance, score_batch_job.name, {ROUND_TAG: work.date, KIND_TAG: str(kind)})
             for start in range(0, len(uids), batch_size):
                 chunk = uids[start : start + batch_size]
                 requests.append(
                     RunRequest(
-                        run_key=f"{work.run_key(kind)}:{start}",
+                        run_key=f"{work.run_key(kind)}:{start}{generation}",
                         job_name=score_batch_job.name,
                         run_config={
                             "ops": {
