@@ -83,7 +83,10 @@ class PostgresServer:
         """Fast-stop and start again on the same port and data (for fault tests)."""
         pg_ctl = _find_bin("pg_ctl")
         data = str(self.base_dir / "data")
-        self._check([*self._run_as(), pg_ctl, "-D", data, "-m", "fast", "-w", "restart"])
+        # -l: without a log file the new postmaster inherits pg_ctl's stdout pipe, and waiting for that
+        # pipe to close (subprocess.run with capture_output) would block until the server stops.
+        log = str(self.base_dir / "log")
+        self._check([*self._run_as(), pg_ctl, "-D", data, "-l", log, "-m", "fast", "-w", "restart"])
 
     def _check(self, cmd: list[str]) -> None:
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
