@@ -5,7 +5,6 @@ The full store is ~419 GB; only the slices in use are read (one chunk per variab
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +14,7 @@ from weather_dagster.core.errors import SourceError
 from weather_dagster.reference.canonical import canonical_dataset, check_field, orient
 from weather_dagster.reference.grid import Grid
 from weather_dagster.reference.variables import VARIABLES
-from weather_dagster.reference.zarr_http import open_consolidated, read
+from weather_dagster.reference.zarr_http import LazyConsolidatedStore, read
 
 
 def climatology_key(day_of_year: int, hour: int) -> str:
@@ -37,15 +36,13 @@ class ClimatologyStore:
     url: str
     grid: Grid
     timeout_s: float = 60.0
-    _ds: xr.Dataset | None = field(default=None, init=False, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _store: LazyConsolidatedStore = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._store = LazyConsolidatedStore(self.url, self.timeout_s)
 
     def dataset(self) -> xr.Dataset:
-        with self._lock:
-            if self._ds is None:
-                required = [VARIABLES[name].era5_name for name in VARIABLES]
-                self._ds = open_consolidated(self.url, self.timeout_s, required)
-            return self._ds
+        return self._store.dataset()
 
     def load(self, day_of_year: int, hour: int, variables: tuple[str, ...], levels: tuple[int, ...]) -> xr.Dataset:
         ds = self.dataset()

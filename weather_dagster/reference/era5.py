@@ -8,7 +8,6 @@ check of the field itself, never from the clock alone.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -20,7 +19,7 @@ from weather_dagster.core.errors import SourceError, TruthNotAvailable
 from weather_dagster.reference.canonical import canonical_dataset, check_field, orient
 from weather_dagster.reference.grid import Grid
 from weather_dagster.reference.variables import VARIABLES
-from weather_dagster.reference.zarr_http import open_consolidated, read
+from weather_dagster.reference.zarr_http import LazyConsolidatedStore, read
 
 
 def _naive_utc(when: datetime) -> np.datetime64:
@@ -34,15 +33,13 @@ class Era5Store:
     url: str
     grid: Grid
     timeout_s: float = 60.0
-    _ds: xr.Dataset | None = field(default=None, init=False, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _store: LazyConsolidatedStore = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._store = LazyConsolidatedStore(self.url, self.timeout_s)
 
     def dataset(self) -> xr.Dataset:
-        with self._lock:
-            if self._ds is None:
-                required = [VARIABLES[name].era5_name for name in VARIABLES]
-                self._ds = open_consolidated(self.url, self.timeout_s, required)
-            return self._ds
+        return self._store.dataset()
 
     def era5t_stop(self) -> datetime:
         """The last day of preliminary (ERA5T) data the store says it holds (inclusive, to 23:00)."""

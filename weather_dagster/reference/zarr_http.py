@@ -6,12 +6,14 @@ Without consolidated metadata, a Zarr store on a server without directory listin
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 
 import aiohttp
 import xarray as xr
 
 from weather_dagster.core.errors import SourceError
+from weather_dagster.reference.variables import VARIABLES
 
 
 def open_consolidated(url: str, timeout_s: float, required: Iterable[str] = ()) -> xr.Dataset:
@@ -48,3 +50,23 @@ def read(da: xr.DataArray, url: str) -> xr.DataArray:
         return da.load()
     except Exception as exc:
         raise SourceError(url, f"reading {da.name} failed: {type(exc).__name__}: {str(exc)[:300]}") from exc
+
+
+class LazyConsolidatedStore:
+    """A remote consolidated Zarr opened once, on first use, by whichever thread gets there first.
+
+    Shared by the ERA5 and climatology adapters: both need every scored variable present.
+    """
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self._ds: xr.Dataset | None = None
+        self._lock = threading.Lock()
+
+    def dataset(self) -> xr.Dataset:
+        with self._lock:
+            if self._ds is None:
+                required = [VARIABLES[name].era5_name for name in VARIABLES]
+                self._ds = open_consolidated(self.url, self.timeout_s, required)
+            return self._ds
