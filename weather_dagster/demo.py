@@ -236,6 +236,13 @@ def demo_environment(
         procs.stop_all()
 
 
+def launch_round(env: dict[str, str], date: str, timeout_s: float = 300) -> subprocess.CompletedProcess:
+    """Open the round for ``date`` with a real run of ``open_round_job`` (the daemon then drives it)."""
+    cmd = [_bin("dagster"), "job", "launch", "-w", str(REPO / "workspace.yaml"), "-j", "open_round_job"]
+    cmd += ["--tags", json.dumps({"dagster/partition": date})]
+    return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout_s)
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from weather_dagster.db.engine import make_engine
     from weather_dagster.stats.report import ranked_miners, ranked_table, write_plots
@@ -253,24 +260,7 @@ def run_demo(args: argparse.Namespace) -> int:
             "daemon", [_bin("dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")], env, out / "daemon.log"
         )
         print(f"[demo] opening the round for {date} 00Z (hindcast {env['WEATHER_HINDCAST_DAYS']} days) ...", flush=True)
-        launch = subprocess.run(
-            [
-                _bin("dagster"),
-                "job",
-                "launch",
-                "-w",
-                str(REPO / "workspace.yaml"),
-                "-j",
-                "open_round_job",
-                "--tags",
-                json.dumps({"dagster/partition": date}),
-            ],
-            env=env,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        launch = launch_round(env, date)
         if launch.returncode != 0:
             print(launch.stdout[-2000:], launch.stderr[-4000:], file=sys.stderr)
             return 1

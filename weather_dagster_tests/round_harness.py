@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from weather_dagster.db.engine import make_engine
-from weather_dagster.demo import REPO, Processes, _bin, demo_environment
+from weather_dagster.demo import REPO, Processes, _bin, demo_environment, launch_round
 
 MINERS = 4
 GRID_DEG = 5.0
@@ -60,24 +59,7 @@ class SmallRound:
         self.procs.start("daemon", cmd, self.env, self.out / "daemon.log")
 
     def open_round(self) -> None:
-        launch = subprocess.run(
-            [
-                _bin("dagster"),
-                "job",
-                "launch",
-                "-w",
-                str(REPO / "workspace.yaml"),
-                "-j",
-                "open_round_job",
-                "--tags",
-                json.dumps({"dagster/partition": self.date}),
-            ],
-            env=self.env,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+        launch = launch_round(self.env, self.date, timeout_s=180)
         assert launch.returncode == 0, launch.stderr[-3000:]
 
     def instance(self):

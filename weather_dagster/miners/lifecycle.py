@@ -52,7 +52,6 @@ from weather_dagster.miners.perimeter import check_store_url
 from weather_dagster.miners.seeding import (
     MINER_STEPS,
     create_round,
-    due_miner_steps,
     next_due_time,
     seed_miners,
 )
@@ -64,7 +63,6 @@ __all__ = [
     "advance_round",
     "advance_until_waiting",
     "create_round",
-    "due_miner_steps",
     "next_due_time",
     "run_until_settled",
     "seed_miners",

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from weather_dagster.core.states import MinerForecastStatus, RoundStatus, StepName
-from weather_dagster.db.claims import DUE_STATUSES, due_condition
+from weather_dagster.db.claims import DUE_STATUSES
 from weather_dagster.db.schema import forecast_runs, forecast_stats, forecast_steps, miner_responses
 from weather_dagster.db.steps import StepKey, StepLog
 from weather_dagster.db.types import utcnow
@@ -78,16 +78,6 @@ def seed_miners(engine: sa.Engine, steps: StepLog, run_id: int, snapshot: Iterab
 
 
 # -- one pass over the due steps ---------------------------------------------------------------------
-
-
-def due_miner_steps(engine: sa.Engine, run_id: int, now: datetime, uids: Iterable[int] | None = None) -> list[sa.Row]:
-    s = forecast_steps.c
-    # Due: pending / retry time reached, or in_progress under an expired lease (its worker died).
-    query = sa.select(forecast_steps).where(s.run_id == run_id, due_condition(now, MINER_STEPS))
-    if uids is not None:
-        query = query.where(s.miner_uid.in_(list(uids)))
-    with engine.connect() as conn:
-        return list(conn.execute(query.order_by(s.miner_uid, s.id)).all())
 
 
 def next_due_time(engine: sa.Engine, run_id: int, uids: Iterable[int] | None = None) -> datetime | None:
