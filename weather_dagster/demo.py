@@ -276,7 +276,8 @@ def run_demo(args: argparse.Namespace) -> int:
             if status in ("completed", "expired", "error"):
                 break
             time.sleep(2)
-        run_id = engine.connect().execute(sa.text("select max(id) from weather_forecast_runs")).scalar()
+        with engine.connect() as conn:  # closed at once: an open SQLite transaction would lock the report out
+            run_id = conn.execute(sa.text("select max(id) from weather_forecast_runs")).scalar()
         if run_id is None:
             print("[demo] no round was created: see daemon.log", file=sys.stderr)
             return 1
