@@ -58,3 +58,71 @@ class Grid:
 
 
 FULL_RESOLUTION = Grid(0.25)
+
+
+@dataclass(frozen=True, eq=False)
+class CoordinateGrid:
+    """A grid exactly as a miner's store declares it: 1-D coordinates in store order, any layout.
+
+    Miners serve what their model writes (Aurora's cropped 720-row latitude, ascending latitude,
+    longitude -180..180, float64 coordinates), and the reference validator interpolates whatever it
+    gets onto the truth grid. The reader therefore keeps the coordinates as they are and fields in
+    the store's own orientation; ``scoring.regrid`` decides, per scoring profile, how they reach the
+    truth grid. A store that happens to be canonical is reported as a plain :class:`Grid`
+    (``canonical()``), so the common case takes no interpolation.
+    """
+
+    latitudes: np.ndarray
+    longitudes: np.ndarray
+
+    def __post_init__(self) -> None:
+        lat = np.asarray(self.latitudes, dtype=np.float64).ravel()
+        lon = np.asarray(self.longitudes, dtype=np.float64).ravel()
+        if lat.size < 2 or lon.size < 2 or not (np.all(np.isfinite(lat)) and np.all(np.isfinite(lon))):
+            raise ValueError("latitude and longitude must be finite 1-D arrays of at least 2 points")
+        lat.setflags(write=False)
+        lon.setflags(write=False)
+        object.__setattr__(self, "latitudes", lat)
+        object.__setattr__(self, "longitudes", lon)
+
+    @property
+    def nlat(self) -> int:
+        return int(self.latitudes.size)
+
+    @property
+    def nlon(self) -> int:
+        return int(self.longitudes.size)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.nlat, self.nlon)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Grid):
+            return self.shape == other.shape and bool(
+                np.array_equal(self.latitudes, other.latitudes) and np.array_equal(self.longitudes, other.longitudes)
+            )
+        if not isinstance(other, CoordinateGrid):
+            return NotImplemented
+        return bool(np.array_equal(self.latitudes, other.latitudes) and np.array_equal(self.longitudes, other.longitudes))
+
+    def __hash__(self) -> int:
+        return hash((self.latitudes.tobytes(), self.longitudes.tobytes()))
+
+    def canonical(self) -> Grid | None:
+        """The canonical :class:`Grid` with exactly these coordinates (to 1e-4 degree), else None."""
+        step = abs(float(self.longitudes[1] - self.longitudes[0]))
+        try:
+            grid = Grid(round(step, 6))
+        except ValueError:
+            return None
+        if self.shape != grid.shape:
+            return None
+        if np.allclose(self.latitudes, grid.latitudes, atol=1e-4) and np.allclose(
+            self.longitudes, grid.longitudes, atol=1e-4
+        ):
+            return grid
+        return None
+
+
+AnyGrid = Grid | CoordinateGrid

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from weather_dagster.settings._base import SettingsSection
+from weather_dagster.settings.profile import PROFILES, ProfileName, ScoringQuirks
 
 PRESSURE_LEVELS_HPA: tuple[int, ...] = (50, 100, 150, 200, 250, 300, 400, 500, 600, 700, 850, 925, 1000)
 SURFACE_VARIABLES: tuple[str, ...] = ("2t", "10u", "10v", "msl")
@@ -18,6 +19,8 @@ ATMOSPHERIC_VARIABLES: tuple[str, ...] = ("t", "u", "v", "q", "z")
 
 
 class ScoringSettings(SettingsSection):
+    # ``reference`` (default): what deployed Gaia v2.9.96 computes; ``corrected``: the intended formulas.
+    profile: ProfileName = "reference"
     pressure_levels_hpa: tuple[int, ...] = PRESSURE_LEVELS_HPA
     surface_variables: tuple[str, ...] = SURFACE_VARIABLES
     atmospheric_variables: tuple[str, ...] = ATMOSPHERIC_VARIABLES
@@ -101,6 +104,11 @@ class ScoringSettings(SettingsSection):
         if self.coldkey_penalty_zero_at <= self.coldkey_penalty_min_hotkeys:
             raise ValueError("coldkey_penalty_zero_at: must be greater than coldkey_penalty_min_hotkeys")
         return self
+
+    @property
+    def quirks(self) -> ScoringQuirks:
+        """The switches of the profile in force (``settings.profile``)."""
+        return PROFILES[self.profile]
 
     @property
     def era5_variables(self) -> tuple[str, ...]:
