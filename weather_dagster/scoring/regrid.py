@@ -1,40 +1,133 @@
-"""Linear interpolation of a miner field onto the truth grid, only when the two grids differ.
+"""Miner fields onto the truth grid, as the scoring profile says.
 
-Both grids are canonical (latitude 90 -> -90, longitude 0 -> 360 - step), so bilinear interpolation
-reduces to two 1-D index maps; longitude wraps around (the column after 360 - step is 0).
+Two behaviours, chosen by the profile's switches (``settings/profile.py``):
+
+- ``reference`` reproduces Gaia v2.9.96, which always calls ``xarray.DataArray.interp_like(truth,
+  method="linear", kwargs={"fill_value": None})`` (``WT/processing/weather_logic.py`` ~2923,
+  ``WT/weather_scoring_mechanism.py`` ~2228). xarray splits that into one scipy ``interp1d`` per
+  axis (latitude, then longitude), with ``fill_value=None`` meaning NaN outside the source range
+  and no wrap-around in longitude. ``interp1d`` evaluates ``y_lo + slope * (x - x_lo)`` with the
+  bracketing pair found by ``searchsorted(side="left")`` clipped to ``[1, n - 1]``, so even on an
+  identical grid each target node reads two source nodes and a NaN spreads to its neighbour (``0 *
+  NaN`` is NaN). Before that the reference maps a -180..180 longitude to 0..360 and sorts it
+  (``weather_logic.py`` ~2894-2906); ``interp1d`` sorts any coordinate itself, so ascending
+  latitude is handled too.
+- ``corrected`` interpolates only when the grids differ, bilinear, periodic in longitude, NaN only
+  where a target latitude lies outside the miner's latitude range (the edge seam rule then fills it).
+
+Both return float32 (nlat, nlon) arrays on ``target``; a field already on the target grid with no
+NaN is returned as it is (the reference's ``interp_like`` reproduces it to the last bit but one).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from weather_dagster.reference.grid import Grid
+from weather_dagster.reference.grid import AnyGrid, CoordinateGrid, Grid
+from weather_dagster.settings.profile import ScoringQuirks
 
 
-def _axis_map(src: np.ndarray, dst: np.ndarray, periodic: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Indices (i0, i1) and fraction t so that dst = (1 - t) src[i0] + t src[i1]."""
-    step = src[1] - src[0]
-    pos = (dst - src[0]) / step
-    if periodic is not None:
-        n = src.size
-        pos = np.mod(pos, n)
-        i0 = np.floor(pos).astype(np.int64)
-        t = pos - i0
-        return i0 % n, (i0 + 1) % n, t
-    pos = np.clip(pos, 0, src.size - 1)
-    i0 = np.minimum(np.floor(pos).astype(np.int64), src.size - 2)
-    return i0, i0 + 1, pos - i0
+def _coordinates(grid: AnyGrid) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(grid.latitudes, dtype=np.float64), np.asarray(grid.longitudes, dtype=np.float64)
 
 
-def to_grid(field: np.ndarray, source: Grid, target: Grid) -> np.ndarray:
-    """``field`` (on ``source``) on ``target``; the same array when the grids are equal."""
-    if source == target:
-        return field
+def _wrap_longitudes(lon: np.ndarray, target_lon: np.ndarray) -> np.ndarray:
+    """The reference's longitude convention fix: a miner in -180..180 onto a 0..360 truth."""
+    if lon.min() < 0 <= lon.max() and target_lon.min() >= 0 and target_lon.max() > 180:
+        return np.mod(lon, 360.0)
+    return lon
+
+
+def interp_axis(data: np.ndarray, src: np.ndarray, dst: np.ndarray, axis: int, periodic: bool) -> np.ndarray:
+    """scipy ``interp1d(kind="linear", bounds_error=False, fill_value=NaN)`` along ``axis``.
+
+    ``periodic`` adds the wrap-around pair (last node, first node + 360) so longitudes between the
+    last and the first column are interpolated instead of NaN.
+    """
+    order = np.argsort(src, kind="stable")
+    x = src[order]
+    y = np.take(data, order, axis=axis)
+    if periodic:
+        x = np.concatenate([x, [x[0] + 360.0]])
+        y = np.concatenate([y, np.take(y, [0], axis=axis)], axis=axis)
+        dst = x[0] + np.mod(dst - x[0], 360.0)
+    idx = np.clip(np.searchsorted(x, dst, side="left"), 1, x.size - 1)
+    lo, hi = idx - 1, idx
+    shape = [1] * data.ndim
+    shape[axis] = dst.size
+    x_lo = x[lo].reshape(shape)
+    slope = (np.take(y, hi, axis=axis) - np.take(y, lo, axis=axis)) / (x[hi] - x[lo]).reshape(shape)
+    out = slope * (dst.reshape(shape) - x_lo) + np.take(y, lo, axis=axis)
+    outside = (dst < x[0]) | (dst > x[-1])
+    if outside.any():
+        index = [slice(None)] * data.ndim
+        index[axis] = outside
+        out[tuple(index)] = np.nan
+    return out
+
+
+def _spread_nan_identical(field: np.ndarray) -> np.ndarray:
+    """``interp1d`` on an identical descending-latitude / ascending-longitude grid: NaN spreads.
+
+    Row i reads rows (i, i + 1) (the last row reads (n - 2, n - 1)); column j reads columns
+    (j - 1, j) (the first reads (0, 1)). Finite cells keep their value.
+    """
+    bad = ~np.isfinite(field)
+    rows = bad.copy()
+    rows[:-1] |= bad[1:]
+    rows[-1] |= bad[-2]
+    cells = rows.copy()
+    cells[:, 1:] |= rows[:, :-1]
+    cells[:, 0] |= rows[:, 1]
+    out = field.astype(np.float32, copy=True)
+    out[cells & ~bad] = np.nan
+    return out
+
+
+def to_truth_grid(field: np.ndarray, source: AnyGrid, target: Grid, quirks: ScoringQuirks) -> np.ndarray:
+    """``field`` (on the miner's ``source`` grid, in store order) on the truth grid ``target``."""
     if field.shape != source.shape:
         raise ValueError(f"field shape {field.shape} does not match its grid {source.shape}")
-    la0, la1, lt = _axis_map(source.latitudes, target.latitudes, None)
-    lo0, lo1, nt = _axis_map(source.longitudes, target.longitudes, 360.0)
-    data = field.astype(np.float64)
-    rows = data[la0] * (1 - lt)[:, None] + data[la1] * lt[:, None]
-    out = rows[:, lo0] * (1 - nt)[None, :] + rows[:, lo1] * nt[None, :]
+    lat, lon = _coordinates(source)
+    target_lat, target_lon = _coordinates(target)
+    lon = _wrap_longitudes(lon, target_lon) if quirks.interp_not_periodic else np.mod(lon, 360.0)
+    same_points = lat.size == target_lat.size and lon.size == target_lon.size
+    if same_points:
+        lat_order, lon_order = np.argsort(-lat, kind="stable"), np.argsort(lon, kind="stable")
+        same_points = np.allclose(lat[lat_order], target_lat, atol=1e-6) and np.allclose(
+            lon[lon_order], target_lon, atol=1e-6
+        )
+    if same_points:
+        data = field
+        if not (np.array_equal(lat_order, np.arange(lat.size)) and np.array_equal(lon_order, np.arange(lon.size))):
+            data = field[np.ix_(lat_order, lon_order)]
+        data = np.asarray(data, dtype=np.float32)
+        if quirks.interp_like_always and not np.isfinite(data).all():
+            return _spread_nan_identical(data)
+        return np.ascontiguousarray(data)
+    data = np.asarray(field, dtype=np.float64)
+    rows = interp_axis(data, lat, target_lat, axis=0, periodic=False)
+    out = interp_axis(rows, lon, target_lon, axis=1, periodic=not quirks.interp_not_periodic)
+    return out.astype(np.float32)
+
+
+def to_grid(field: np.ndarray, source: AnyGrid, target: Grid) -> np.ndarray:
+    """Truth-side regridding (GFS, climatology onto the truth grid): bilinear, periodic, no quirks.
+
+    Truth and climatology have no NaN and share the canonical grid in production, so this is the
+    identity there; the reference's ``interp_like`` of a NaN-free field on the same grid is too.
+    """
+    if source == target:
+        return field
+    if isinstance(source, CoordinateGrid) and source.canonical() == target:
+        return field
+    lat, lon = _coordinates(source)
+    target_lat, target_lon = _coordinates(target)
+    if field.shape != (lat.size, lon.size):
+        raise ValueError(f"field shape {field.shape} does not match its grid {(lat.size, lon.size)}")
+    data = np.asarray(field, dtype=np.float64)
+    # Truth grids are global: clamp latitude to the source range instead of leaving NaN rows.
+    clamped = np.clip(target_lat, lat.min(), lat.max())
+    rows = interp_axis(data, lat, clamped, axis=0, periodic=False)
+    out = interp_axis(rows, np.mod(lon, 360.0), target_lon, axis=1, periodic=True)
     return out.astype(np.float32)
