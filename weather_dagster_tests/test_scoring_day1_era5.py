@@ -28,7 +28,8 @@ from weather_dagster.scoring.synthetic import MinerProfile, SyntheticForecast, S
 from weather_dagster.settings import ScoringSettings
 
 INIT = datetime(2026, 11, 20, tzinfo=UTC)
-S = ScoringSettings()
+# The formulas as intended; the reference profile has tests of its own (test_scoring_profiles.py).
+S = ScoringSettings(profile="corrected")
 GRID = Grid(4.0)
 
 
@@ -229,7 +230,8 @@ def test_era5_lead_scores_a_skilful_miner_and_a_perfect_one(inputs):
     perfect = score_era5_lead(
         SyntheticForecast(inputs.atmosphere, INIT, MinerProfile(mode="truth")), truth, clim, INIT, 48, S
     )
-    assert perfect.score == pytest.approx(1.0)
+    # RMSE terms: every RMSE is 0, so the middle RMSE is 0 and each term is 0.5 (as the reference).
+    assert perfect.score == pytest.approx(0.6 + 0.3 + 0.1 * 0.5)
     worse = score_era5_lead(
         SyntheticForecast(inputs.atmosphere, INIT, MinerProfile(phase_deg_per_day=20, noise_per_day=0.8)),
         truth,

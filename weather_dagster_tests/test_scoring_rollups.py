@@ -107,11 +107,35 @@ def test_low_coefficient_of_variation_sharpens_and_coldkeys_are_penalised():
     assert details["low_cv_sharpened"] and w[1] == pytest.approx(1 / 3)
     coldkeys = {uid: "ck" for uid in range(1, 5)} | {5: "other"}
     vector = compute_weights(
-        [dict.fromkeys(range(1, 6), 1.0)], NO_BURN, valid_address=dict.fromkeys(range(256), True), coldkeys=coldkeys
+        [dict.fromkeys(range(1, 6), 1.0)],
+        NO_BURN.model_copy(update={"profile": "corrected"}),
+        valid_address=dict.fromkeys(range(256), True),
+        coldkeys=coldkeys,
     )
     assert vector.weights[1] < vector.weights[5]  # 4 hotkeys on one coldkey: x (1 - 0.8/7)
 
 
-def test_valid_address():
-    assert valid_address("10.0.0.1", 8091) and not valid_address("", 8091)
-    assert not valid_address("0.0.0.0", 8091) and not valid_address("1.2.3.4", 0)
+def test_valid_address_follows_the_reference():
+    # validator.py ~5323: None, "" and "0" are no address; anything else (even 0.0.0.0) is one.
+    assert valid_address("10.0.0.1", 8091) and valid_address("0.0.0.0", 8091) and valid_address("1.2.3.4", 0)
+    assert not valid_address("", 8091) and not valid_address(None, 8091) and not valid_address("0", 8091)
+    assert not valid_address(" 0 ", None)
+
+
+def test_fallback_uid_is_252_and_a_uid_without_node_row_keeps_its_weight():
+    nothing = compute_weights([{1: 0.0}], NO_BURN, valid_address={1: True})
+    assert nothing.weights[252] == 1.0 and nothing.details["fallback"]
+    unknown = compute_weights([{1: 1.0, 2: 0.5}], NO_BURN, valid_address={1: True})
+    assert unknown.weights[2] > 0.0
+
+
+def test_coldkey_penalty_is_inert_under_the_reference_profile():
+    coldkeys = {uid: "ck" for uid in range(1, 5)} | {5: "other"}
+    rounds = [dict.fromkeys(range(1, 6), 1.0)]
+    everyone = dict.fromkeys(range(256), True)
+    reference = compute_weights(rounds, NO_BURN, valid_address=everyone, coldkeys=coldkeys)
+    assert reference.weights[1] == pytest.approx(reference.weights[5])
+    corrected = compute_weights(
+        rounds, NO_BURN.model_copy(update={"profile": "corrected"}), valid_address=everyone, coldkeys=coldkeys
+    )
+    assert corrected.weights[1] < corrected.weights[5]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -26,11 +26,12 @@ import numpy as np
 from weather_dagster.core.errors import InvalidDataError
 from weather_dagster.reference.interfaces import ClimatologySource, FieldSource, ForecastSource
 from weather_dagster.reference.variables import VARIABLES
-from weather_dagster.scoring.checks import LeadFailed, check_and_fill
+from weather_dagster.scoring import era5_reference as ref
+from weather_dagster.scoring.checks import LeadFailed, _scan, check_and_fill
 from weather_dagster.scoring.day1 import climatology_slot
 from weather_dagster.scoring.kernel import FieldMetrics, field_metrics, latitude_weights
 from weather_dagster.scoring.levels import combine_levels, thickness_weights
-from weather_dagster.scoring.regrid import to_grid
+from weather_dagster.scoring.regrid import to_grid, to_truth_grid
 from weather_dagster.settings import ScoringSettings
 
 SCORED = "scored"
@@ -115,7 +116,8 @@ def lead_score(variables: Mapping[str, VariableScore], settings: ScoringSettings
     else:
         ref = math.nan
         pairs = [(v.rmse, v.climatology_rmse) for v in finite_rmse]
-    rmse_terms = [1.0 / (1.0 + rmse / r) if r > 0 else (1.0 if rmse == 0 else 0.0) for rmse, r in pairs]
+    # A zero reference makes every term 0.5, as the reference's aggregator (``e / ref`` taken as 1).
+    rmse_terms = [1.0 / (1.0 + (rmse / r if r > 0 else 1.0)) for rmse, r in pairs]
     score = (
         settings.era5_skill_weight * (float(np.mean(skills)) if skills else 0.0)
         + settings.era5_acc_weight * (float(np.mean(accs)) if accs else 0.0)
@@ -131,10 +133,31 @@ def score_era5_lead_many(
     init_time: datetime,
     lead_hours: int,
     settings: ScoringSettings,
+    *,
+    deployed: bool = True,
 ) -> dict[Hashable, LeadResult]:
-    """Score one lead for several miners, reading each truth and climatology field once."""
+    """Score one lead for several miners, reading each truth and climatology field once.
+
+    ``deployed`` only matters under the ``reference`` profile: the deployed validator opens miner
+    stores lazily (dask), which decides whether pressure-level skill survives (see
+    ``era5_reference``); ``False`` reproduces the reference run on in-memory arrays (golden tests).
+    """
+    if settings.profile == "reference":
+        return _score_reference(forecasts, truth, climatology, init_time, lead_hours, settings, deployed)
+    return _score_corrected(forecasts, truth, climatology, init_time, lead_hours, settings)
+
+
+def _score_corrected(
+    forecasts: Mapping[Hashable, ForecastSource],
+    truth: FieldSource,
+    climatology: ClimatologySource,
+    init_time: datetime,
+    lead_hours: int,
+    settings: ScoringSettings,
+) -> dict[Hashable, LeadResult]:
     valid = init_time + timedelta(hours=lead_hours)
     doy, hour = climatology_slot(valid)
+    quirks = settings.quirks
     weights = latitude_weights(truth.grid.latitudes, settings.latitude_weighting)
     level_weights = thickness_weights(settings.pressure_levels_hpa)
     results = {key: LeadResult(lead_hours, valid) for key in forecasts}
@@ -150,7 +173,7 @@ def score_era5_lead_many(
                 continue  # this miner's lead is already decided; stop reading its store
             t0 = time.perf_counter()
             try:
-                raw = to_grid(source.field(name, level, lead_hours), source.grid, truth.grid)
+                raw = to_truth_grid(source.field(name, level, lead_hours), source.grid, truth.grid, quirks)
                 f, check = check_and_fill(raw, c, f"{label} at {lead_hours}h", settings)
             except InvalidDataError as exc:
                 result.status, result.reason = REJECTED, str(exc)
@@ -175,20 +198,154 @@ def score_era5_lead_many(
                 def combined(attr: str, comps=comps) -> float:
                     return combine_levels({c.level: getattr(c.metrics, attr) for c in comps}, level_weights)
 
-                rmse, acc, skill = combined("rmse"), combined("acc"), combined("skill")
-                clim_rmse = combine_levels({c.level: math.sqrt(c.metrics.mse_reference) for c in comps}, level_weights)
+                # The variable's RMSE is the root of the thickness-weighted mean MSE (as the reference).
+                mse = combined("mse")
+                rmse = math.sqrt(mse) if math.isfinite(mse) else math.nan
+                acc, skill = combined("acc"), combined("skill")
+                clim_rmse = math.sqrt(combined("mse_reference"))
             else:
                 m = comps[0].metrics
                 rmse, acc, skill, clim_rmse = m.rmse, m.acc, m.skill, math.sqrt(m.mse_reference)
             result.variables[name] = VariableScore(name, rmse, acc, skill, clim_rmse, comps)
-        missing = set(settings.era5_variables) - set(result.variables)
-        score, ref = lead_score(result.variables, settings)
-        if missing or not math.isfinite(score):
-            result.status = INCOMPLETE
-            result.reason = f"missing variables {sorted(missing)}" if missing else "a combined metric is undefined"
-            continue
-        result.score, result.rmse_reference = score, ref
+        _finish(result, settings)
     return results
+
+
+def _finish(result: LeadResult, settings: ScoringSettings) -> None:
+    missing = set(settings.era5_variables) - set(result.variables)
+    score, ref = lead_score(result.variables, settings)
+    if missing or not math.isfinite(score):
+        result.status = INCOMPLETE
+        result.reason = f"missing variables {sorted(missing)}" if missing else "a combined metric is undefined"
+        return
+    result.score, result.rmse_reference = score, ref
+
+
+def _score_reference(
+    forecasts: Mapping[Hashable, ForecastSource],
+    truth: FieldSource,
+    climatology: ClimatologySource,
+    init_time: datetime,
+    lead_hours: int,
+    settings: ScoringSettings,
+    deployed: bool,
+) -> dict[Hashable, LeadResult]:
+    """The deployed reference's rules (``era5_reference`` says which and where they come from)."""
+    valid = init_time + timedelta(hours=lead_hours)
+    doy, hour = climatology_slot(valid)
+    quirks = settings.quirks
+    weights = latitude_weights(truth.grid.latitudes, settings.latitude_weighting)
+    level_weights = thickness_weights(settings.pressure_levels_hpa)
+    limit = float(settings.extreme_value_limit)
+    results = {key: LeadResult(lead_hours, valid) for key in forecasts}
+    tallies: dict[Hashable, dict[str, ref.VariableTally]] = {key: {} for key in forecasts}
+    fields = era5_fields(settings)
+    last_level = {name: lvl for name, lvl in fields}
+    started = time.perf_counter()
+    for name, level in fields:
+        atmospheric = VARIABLES[name].atmospheric
+        o = truth.field(name, level, valid)
+        c = to_grid(climatology.field(name, level, doy, hour), climatology.grid, truth.grid)
+        clim_mse = None  # the skill's reference MSE over every point, computed once when a field has gaps
+        for key, source in forecasts.items():
+            result = results[key]
+            if result.status != SCORED:
+                continue
+            t0 = time.perf_counter()
+            tally = tallies[key].setdefault(name, ref.VariableTally())
+            try:
+                f = to_truth_grid(source.field(name, level, lead_hours), source.grid, truth.grid, quirks)
+            except InvalidDataError as exc:
+                result.status, result.reason = REJECTED, str(exc)
+                continue
+            if quirks.edge_seam_copies_neighbour:
+                f, border = ref.salvage_edges(f)
+                tally.border_nan |= border
+            extreme, _interior, bad = _scan(np.ascontiguousarray(f, dtype=np.float32), limit)
+            if extreme:
+                tally.extreme += int(np.count_nonzero(np.isfinite(f) & (np.abs(f) > limit)))
+            tally.finite += f.size - int(bad)
+            tally.total += f.size
+            filled = 0
+            if bad and not (atmospheric and quirks.clim_fill_skips_pressure_levels):
+                f = np.where(np.isfinite(f), f, c).astype(np.float32)
+                filled = int(bad)
+            metrics = field_metrics(f, o, weights, climatology=c, reference=c, acc_definition=settings.acc_definition)
+            skill = metrics.skill
+            if metrics.masked:
+                if clim_mse is None:
+                    clim_mse = field_metrics(c, o, weights).mse
+                skill = ref.skill_from_mse(metrics.mse_bias_corrected, clim_mse)
+            acc = ref.reference_acc(metrics, f, o, c)
+            metrics = replace(metrics, skill=skill, acc=acc)
+            weight = 1.0 if level is None else level_weights[level]
+            coverage = (f.size - int(bad)) / f.size
+            tally.levels.append(
+                LevelComponent(name, level, metrics, weight, coverage, filled, (time.perf_counter() - t0) * 1e3)
+            )
+            if level == last_level[name]:
+                _decide_variable(result, name, tally, settings)
+    for key, result in results.items():
+        result.duration_ms = (time.perf_counter() - started) * 1e3
+        if result.status != SCORED:
+            continue
+        rmses: list[float] = []
+        accs: list[float] = []
+        skills: list[float] = []
+        for name, tally in tallies[key].items():
+            comps = tally.levels
+            if VARIABLES[name].atmospheric:
+                mse = ref.combine_atmospheric({c.level: c.metrics.mse for c in comps}, level_weights)
+                rmse = math.sqrt(mse) if mse >= 0 else math.nan
+                acc = ref.combine_atmospheric({c.level: c.metrics.acc for c in comps}, level_weights)
+                if not math.isfinite(acc):
+                    acc = skill = math.nan  # the recorded error drops the variable's ACC and skill
+                elif quirks.pressure_level_skill_lost_on_dask and deployed and not tally.border_nan:
+                    skill = 0.0
+                else:
+                    skill = ref.nan_to_num_skill({c.level: c.metrics.skill for c in comps}, level_weights)
+                clim_rmse = math.sqrt(
+                    max(0.0, ref.combine_atmospheric({c.level: c.metrics.mse_reference for c in comps}, level_weights))
+                )
+            else:
+                m = comps[0].metrics
+                rmse, acc, skill, clim_rmse = m.rmse, m.acc, m.skill, math.sqrt(m.mse_reference)
+            if not math.isfinite(skill):
+                skill = math.nan  # only finite skills are stored, so only they are averaged
+            result.variables[name] = VariableScore(name, rmse, acc, skill, clim_rmse, comps)
+            rmses.append(rmse)
+            if math.isfinite(acc):
+                accs.append(acc)
+            if math.isfinite(skill):
+                skills.append(skill)
+        missing = set(settings.era5_variables) - set(result.variables)
+        if missing:
+            result.status, result.reason = INCOMPLETE, f"missing variables {sorted(missing)}"
+            continue
+        result.score, result.rmse_reference = ref.reference_lead_score(rmses, accs, skills, settings)
+    return results
+
+
+def _decide_variable(result: LeadResult, name: str, tally: ref.VariableTally, settings: ScoringSettings) -> None:
+    """The deployed per-variable gates, in its order: extremes, coverage, surface ACC."""
+    where = f"{name} at {result.lead_hours}h"
+    if tally.extreme:
+        result.status, result.reason = (
+            REJECTED,
+            f"{where}: {tally.extreme} values beyond +-{settings.extreme_value_limit:g}",
+        )
+    elif tally.coverage < settings.min_finite_coverage_reject:
+        result.status = REJECTED
+        result.reason = f"{where}: finite coverage {tally.coverage:.4f} < {settings.min_finite_coverage_reject}"
+    elif tally.coverage < settings.min_finite_coverage_lead:
+        result.status = FAILED
+        result.reason = f"{where}: finite coverage {tally.coverage:.6f} < {settings.min_finite_coverage_lead}"
+    elif (
+        settings.quirks.undefined_acc_fails_or_drops
+        and not VARIABLES[name].atmospheric
+        and not math.isfinite(tally.levels[0].metrics.acc)
+    ):
+        result.status, result.reason = FAILED, f"{where}: ACC is undefined (the reference fails the lead)"
 
 
 def score_era5_lead(

@@ -156,6 +156,10 @@ class FieldMetrics:
     clone_distance: float
     n_points: int
     masked: bool  # True when non-finite points were skipped
+    # Weighted variances of the forecast and truth anomalies (f - c, o - c): lets a scorer tell a
+    # constant anomaly (undefined correlation) from a tiny but real one without another pass.
+    forecast_anomaly_variance: float = math.nan
+    truth_anomaly_variance: float = math.nan
 
     def as_dict(self) -> dict[str, float | int | bool]:
         return asdict(self)
@@ -217,7 +221,7 @@ def metrics_from_sums(
     w, n = float(s[W]), int(s[NU])
     if n == 0 or w <= 0.0:
         nan = math.nan
-        return FieldMetrics(nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, n, masked)
+        return FieldMetrics(nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, n, masked, nan, nan)
     mse = max(0.0, s[SDD] / w)
     bias = s[SD] / w
     m = s[SDU] / n  # unweighted mean error: the reference's bias correction
@@ -240,6 +244,8 @@ def metrics_from_sums(
         clone_distance=float(clone),
         n_points=n,
         masked=masked,
+        forecast_anomaly_variance=float(s[SAA] / w - (s[SA] / w) ** 2) if has_climatology else math.nan,
+        truth_anomaly_variance=float(s[SBB] / w - (s[SB] / w) ** 2) if has_climatology else math.nan,
     )
 
 

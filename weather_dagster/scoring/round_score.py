@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from weather_dagster.settings import ScoringSettings
 
+# ``corrected`` treats scores within this as tied; the reference compares floats exactly.
 TIE_TOLERANCE = 1e-12
 
 
@@ -43,7 +44,8 @@ def round_vector(entries: Mapping[int, RoundEntry], settings: ScoringSettings) -
     bonus = dict.fromkeys(base, 0.0)
     if base and any(e.has_era5 for e in entries.values()):
         top = max(base.values())
-        winners = [uid for uid, s in base.items() if abs(s - top) <= TIE_TOLERANCE]
+        tolerance = 0.0 if settings.quirks.exact_winner_ties else TIE_TOLERANCE
+        winners = [uid for uid, s in base.items() if abs(s - top) <= tolerance]
         if top >= settings.winner_min_score and len(winners) <= settings.winner_max_ties:
             for uid in winners:
                 bonus[uid] = settings.winner_bonus / len(winners)

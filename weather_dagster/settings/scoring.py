@@ -80,7 +80,8 @@ class ScoringSettings(SettingsSection):
     linear_norm_share: float = Field(0.01, ge=0.0, le=1.0)
     min_coefficient_of_variation: float = Field(0.03, ge=0.0, le=10.0)
     low_cv_exponent: float = Field(1.3, gt=0.0)
-    fallback_uid: int = Field(0, ge=0, le=255)
+    # validator.py ~5455: with nothing positive, all weight goes to uid 252.
+    fallback_uid: int = Field(252, ge=0, le=255)
     # The reference scales miners to 25% and gives 75% to a burn uid; documented, on by default.
     burn_enabled: bool = True
     burn_uid: int = Field(0, ge=0, le=255)

@@ -94,9 +94,11 @@ def compute_weights(
     adjusted = mean.copy()
     if valid_address is not None:
         for uid in range(N_UIDS):
-            if not valid_address.get(uid, False):
+            # A uid with no node row is not checked by the reference (``if node_info:``), so it keeps its score.
+            if not valid_address.get(uid, True):
                 adjusted[uid] = 0.0
-    if settings.coldkey_penalty_enabled and coldkeys:
+    # As deployed the node query has no coldkey column, so the penalty never applies (reference).
+    if settings.coldkey_penalty_enabled and coldkeys and not settings.quirks.coldkey_penalty_inert:
         owners: dict[str, list[int]] = {}
         for uid, coldkey in coldkeys.items():
             if coldkey:
@@ -115,8 +117,13 @@ def compute_weights(
     )
 
 
-def valid_address(ip: str, port: int) -> bool:
-    return bool(ip) and ip not in ("0.0.0.0", "::") and 0 < port <= 65535
+def valid_address(ip: str | None, port: int | None) -> bool:
+    """The reference zeroes uids whose ip is None, "" or "0" (``validator.py`` ~5323).
+
+    "0.0.0.0" is accepted there (it is neither), and the port is not looked at: doing otherwise would
+    pay different uids than the rest of the subnet, so this follows the reference in both profiles.
+    """
+    return not (ip is None or str(ip).strip() in ("", "0"))
 
 
 def load_window(conn: sa.Connection, until: datetime, settings: ScoringSettings) -> list[dict[int, float]]:
