@@ -139,6 +139,13 @@ def test_scoring_assets_materialize_and_a_rerun_leaves_identical_rows(scoring_se
     assert first["weather_subnet_snapshots"][0]["summary"]["miners"] == 4
     assert {row["miner_uid"] for row in first["miner_stats"]} == set(PROFILES)
 
+    # The profile in force is recorded beside every score, in the snapshot and the asset metadata.
+    for table in ("weather_miner_scores", "weather_forecast_component_scores", "weather_forecast_stats"):
+        assert first[table] and {row["scoring_profile"] for row in first[table]} == {"reference"}
+    assert {row["scoring_profile"] for row in first["weather_round_scores"]} == {"reference"}
+    assert first["weather_subnet_snapshots"][0]["summary"]["scoring_profiles"] == ["reference"]
+    assert meta[1]["scoring_profile"].value == "reference" and era5_meta["scoring_profile"].value == "reference"
+
     run_all()
     assert snapshot(database.engine) == first
     assert run_id
@@ -162,8 +169,8 @@ def test_rewriting_the_same_scores_leaves_identical_rows(scoring_settings, datab
     key = ResponseKey(response_id, run_id, 1, "hk1")
     for offset in (0, 1):
         with database.engine.begin() as conn:
-            write_day1(conn, key, d1, init + timedelta(days=20 + offset))
-            write_era5_lead(conn, key, lead, init + timedelta(days=20 + offset))
+            write_day1(conn, key, d1, init + timedelta(days=20 + offset), "reference")
+            write_era5_lead(conn, key, lead, init + timedelta(days=20 + offset), "reference")
         rows = (table_rows(database.engine, miner_scores), table_rows(database.engine, component_scores))
         if offset == 0:
             before = rows

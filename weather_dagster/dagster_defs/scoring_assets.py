@@ -103,6 +103,7 @@ def day1_score(
         metadata={
             "status": outcome.status,
             "detail": outcome.detail,
+            "scoring_profile": settings.scoring.profile,
             "day1_score": day1,
             "day1_passed": rollup.day1_passed if rollup else False,
             "per_variable": _table(outcome.per_variable),
@@ -149,6 +150,7 @@ def era5_score(
         metadata={
             "status": outcome.status,
             "detail": outcome.detail,
+            "scoring_profile": settings.scoring.profile,
             "leads_done": MetadataValue.text(", ".join(f"{lead}h" for lead in done) or "none"),
             "leads": MetadataValue.json({str(k): v for k, v in sorted(outcome.leads.items())}),
             "era5_completeness": rollup.completeness if rollup else 0.0,
@@ -201,6 +203,7 @@ def subnet_snapshot(context: AssetExecutionContext, settings: SettingsResource, 
         metadata={
             "miners": summary["miners"],
             "scored": summary["scored"],
+            "scoring_profile": settings.scoring.profile,
             "ranks_changed": moved,
             "top_round_score": max(vector.values()) if vector else None,
             "leaderboard": MetadataValue.md("| rank | uid | overall |\n|---|---|---|\n" + board),
@@ -255,6 +258,7 @@ def round_weights(
     return MaterializeResult(
         metadata={
             "publisher": weight_publisher.name,
+            "scoring_profile": settings.scoring.profile,
             "rounds_in_window": vector.details.get("rounds", 0),
             "fallback": bool(vector.details.get("fallback")),
             "weight_sum": sum(vector.weights.values()),

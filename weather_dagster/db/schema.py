@@ -148,6 +148,8 @@ miner_scores = sa.Table(
     sa.Column("metrics", sa.JSON),
     sa.Column("valid_time_utc", UTCDateTime()),
     sa.Column("calculation_time", UTCDateTime(), nullable=False),
+    # The scoring profile (settings/profile.py) whose rules produced the row.
+    sa.Column("scoring_profile", sa.String(16), nullable=False, server_default="reference"),
     sa.UniqueConstraint("response_id", "score_type", "lead_hours", "variable"),
     sa.Index(None, "run_id", "miner_uid"),
 )
@@ -182,6 +184,8 @@ component_scores = sa.Table(
     sa.Column("variable_weight", sa.Float),
     sa.Column("calculation_duration_ms", sa.Float),
     sa.Column("calculation_time", UTCDateTime(), nullable=False),
+    # The scoring profile (settings/profile.py) whose rules produced the row.
+    sa.Column("scoring_profile", sa.String(16), nullable=False, server_default="reference"),
     sa.UniqueConstraint("response_id", "score_type", "lead_hours", "variable", "pressure_level"),
     sa.Index(None, "run_id", "miner_uid"),
 )
@@ -211,6 +215,8 @@ forecast_stats = sa.Table(
     sa.Column("hosting_latency_ms", sa.Float),
     sa.Column("forecast_inference_time", sa.Float),
     sa.Column("miner_rank", sa.Integer),
+    # The scoring profile (settings/profile.py) whose rules produced the row.
+    sa.Column("scoring_profile", sa.String(16), nullable=False, server_default="reference"),
     *_timestamps(),
     sa.UniqueConstraint("run_id", "miner_uid", "miner_hotkey"),
     _enum_check("forecast_status", MinerForecastStatus, "forecast_status"),
@@ -260,6 +266,8 @@ round_scores = sa.Table(
     sa.Column("score", sa.Float, nullable=False),
     sa.Column("overall_score", sa.Float),
     sa.Column("winner_bonus", sa.Float, nullable=False, server_default="0"),
+    # The scoring profile (settings/profile.py) whose rules produced the row.
+    sa.Column("scoring_profile", sa.String(16), nullable=False, server_default="reference"),
     sa.Column("computed_at", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("run_id", "miner_uid"),
 )

@@ -144,7 +144,7 @@ def run_day1(
             return Outcome(key, "failed", str(exc)[:500])
         raise
     with engine.begin() as conn:
-        write_day1(conn, key, result, now)
+        write_day1(conn, key, result, now, settings.scoring.profile)
         rollup = refresh_forecast_stats(conn, key, settings.scoring, now)
         _move(conn, key, status, _M.DAY1_SCORED, now, day1_scored_at=now)
     steps.succeed(
@@ -215,7 +215,7 @@ def run_era5(
             _record_error(steps, step, exc, attempt, now)  # retry_scheduled (or failed past max attempts)
             raise
         with engine.begin() as conn:
-            write_era5_lead(conn, key, result, now)
+            write_era5_lead(conn, key, result, now, settings.scoring.profile)
             outcome.rollup = refresh_forecast_stats(conn, key, settings.scoring, now)
         if result.status == SCORED:
             steps.succeed(

@@ -75,15 +75,17 @@ _COMPONENT_VALUES = [
     "clone_penalty",
     "checks_passed",
     "variable_weight",
+    "scoring_profile",
 ]
 
 
-def _base(key: ResponseKey) -> dict[str, Any]:
+def _base(key: ResponseKey, profile: str) -> dict[str, Any]:
     return {
         "response_id": key.response_id,
         "run_id": key.run_id,
         "miner_uid": key.miner_uid,
         "miner_hotkey": key.miner_hotkey,
+        "scoring_profile": profile,
     }
 
 
@@ -99,10 +101,10 @@ def _metric_columns(m) -> dict[str, Any]:
     }
 
 
-def write_day1(conn: sa.Connection, key: ResponseKey, result: Day1Result, now: datetime) -> None:
+def write_day1(conn: sa.Connection, key: ResponseKey, result: Day1Result, now: datetime, profile: str) -> None:
     scores = [
         {
-            **_base(key),
+            **_base(key, profile),
             "score_type": DAY1,
             "lead_hours": 0,
             "variable": "",
@@ -122,7 +124,7 @@ def write_day1(conn: sa.Connection, key: ResponseKey, result: Day1Result, now: d
     for c in result.components:
         scores.append(
             {
-                **_base(key),
+                **_base(key, profile),
                 "score_type": DAY1,
                 "lead_hours": c.lead_hours,
                 "variable": c.variable,
@@ -141,7 +143,7 @@ def write_day1(conn: sa.Connection, key: ResponseKey, result: Day1Result, now: d
         )
         components.append(
             {
-                **_base(key),
+                **_base(key, profile),
                 "score_type": DAY1,
                 "lead_hours": c.lead_hours,
                 "variable": c.base_variable,
@@ -157,14 +159,14 @@ def write_day1(conn: sa.Connection, key: ResponseKey, result: Day1Result, now: d
                 "calculation_time": now,
             }
         )
-    _upsert(conn, miner_scores, scores, _SCORE_KEYS, ["score"])
+    _upsert(conn, miner_scores, scores, _SCORE_KEYS, ["score", "scoring_profile"])
     _upsert(conn, component_scores, components, _COMPONENT_KEYS, _COMPONENT_VALUES)
 
 
-def write_era5_lead(conn: sa.Connection, key: ResponseKey, result: LeadResult, now: datetime) -> None:
+def write_era5_lead(conn: sa.Connection, key: ResponseKey, result: LeadResult, now: datetime, profile: str) -> None:
     scores = [
         {
-            **_base(key),
+            **_base(key, profile),
             "score_type": ERA5,
             "lead_hours": result.lead_hours,
             "variable": "",
@@ -180,7 +182,7 @@ def write_era5_lead(conn: sa.Connection, key: ResponseKey, result: LeadResult, n
     for name, v in sorted(result.variables.items()):
         scores.append(
             {
-                **_base(key),
+                **_base(key, profile),
                 "score_type": ERA5,
                 "lead_hours": result.lead_hours,
                 "variable": name,
@@ -195,7 +197,7 @@ def write_era5_lead(conn: sa.Connection, key: ResponseKey, result: LeadResult, n
         for comp in v.levels:
             components.append(
                 {
-                    **_base(key),
+                    **_base(key, profile),
                     "score_type": ERA5,
                     "lead_hours": result.lead_hours,
                     "variable": name,
@@ -209,7 +211,7 @@ def write_era5_lead(conn: sa.Connection, key: ResponseKey, result: LeadResult, n
                     "calculation_time": now,
                 }
             )
-    _upsert(conn, miner_scores, scores, _SCORE_KEYS, ["score"])
+    _upsert(conn, miner_scores, scores, _SCORE_KEYS, ["score", "scoring_profile"])
     _upsert(conn, component_scores, components, _COMPONENT_KEYS, _COMPONENT_VALUES)
 
 
@@ -278,6 +280,7 @@ def refresh_forecast_stats(conn: sa.Connection, key: ResponseKey, settings: Scor
         "avg_rmse": clean(rollup.avg_rmse),
         "avg_acc": clean(rollup.avg_acc),
         "avg_skill_score": clean(rollup.avg_skill),
+        "scoring_profile": settings.profile,
     }
     c = forecast_stats.c
     conn.execute(
@@ -326,11 +329,12 @@ def write_round_scores(conn: sa.Connection, run_id: int, settings: ScoringSettin
                 "score": score,
                 "overall_score": entries[uid].overall,
                 "winner_bonus": bonus,
+                "scoring_profile": settings.profile,
                 "computed_at": now,
             }
             for uid, (score, bonus) in sorted(vector.items())
         ],
         ["run_id", "miner_uid"],
-        ["miner_hotkey", "score", "overall_score", "winner_bonus"],
+        ["miner_hotkey", "score", "overall_score", "winner_bonus", "scoring_profile"],
     )
     return {uid: score for uid, (score, _b) in vector.items()}

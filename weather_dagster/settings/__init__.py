@@ -125,6 +125,13 @@ def load_settings(**overrides: Any) -> Settings:
         settings = Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(format_validation_error(exc)) from None
+    log.info(
+        "scoring profile: %s (%s)",
+        settings.scoring.profile,
+        "reproduces deployed Gaia v2.9.96, accidents included"
+        if settings.scoring.profile == "reference"
+        else "intended formulas: scores differ from the subnet's other validators",
+    )
     if settings.test_mode:
         log.warning(
             "TEST MODE is on (WEATHER_TEST_MODE=true): hindcast %d days, no ERA5 delay, short retries. "

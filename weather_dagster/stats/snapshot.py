@@ -17,7 +17,13 @@ def build_snapshot(conn: sa.Connection, run_id: int) -> dict:
     s = forecast_stats.c
     rows = conn.execute(
         sa.select(
-            s.miner_uid, s.miner_hotkey, s.forecast_status, s.overall_forecast_score, s.era5_completeness, s.miner_rank
+            s.miner_uid,
+            s.miner_hotkey,
+            s.forecast_status,
+            s.overall_forecast_score,
+            s.era5_completeness,
+            s.miner_rank,
+            s.scoring_profile,
         ).where(s.run_id == run_id)
     ).all()
     scores = [r.overall_forecast_score for r in rows if r.overall_forecast_score is not None]
@@ -27,6 +33,8 @@ def build_snapshot(conn: sa.Connection, run_id: int) -> dict:
             "miners": len(rows),
             "by_status": dict(sorted(Counter(r.forecast_status for r in rows).items())),
             "scored": len(scores),
+            # Which rules produced these scores (a round scored under two profiles shows both).
+            "scoring_profiles": sorted({r.scoring_profile for r in rows if r.overall_forecast_score is not None}),
             "mean_overall": float(np.mean(scores)) if scores else None,
             "median_overall": float(np.median(scores)) if scores else None,
             "max_overall": max(scores) if scores else None,

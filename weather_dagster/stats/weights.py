@@ -111,7 +111,12 @@ def compute_weights(
     if settings.burn_enabled:
         shaped = shaped * (1.0 - settings.burn_share)
         shaped[settings.burn_uid] += settings.burn_share
-    details.update(rounds=len(round_vectors), burn=settings.burn_enabled, window_days=settings.weights_window_days)
+    details.update(
+        rounds=len(round_vectors),
+        burn=settings.burn_enabled,
+        window_days=settings.weights_window_days,
+        scoring_profile=settings.profile,
+    )
     return WeightVector(
         {uid: float(shaped[uid]) for uid in range(N_UIDS)}, {uid: float(mean[uid]) for uid in range(N_UIDS)}, details
     )
