@@ -65,15 +65,11 @@ class VariableTally:
 
 def salvage_edges(field_2d: np.ndarray) -> tuple[np.ndarray, bool]:
     """The reference's edge salvage of one level: (field, whether any border cell was NaN)."""
-    bad = np.isnan(field_2d)
-    border = np.zeros_like(bad)
-    border[0, :] = border[-1, :] = True
-    border[:, 0] = border[:, -1] = True
-    nan_border = bad & border
-    if not nan_border.any():
+    top, bottom = np.isnan(field_2d[0, :]), np.isnan(field_2d[-1, :])
+    left, right = np.isnan(field_2d[:, 0]), np.isnan(field_2d[:, -1])
+    if not (top.any() or bottom.any() or left.any() or right.any()):
         return field_2d, False
     out = field_2d.copy()
-    top, bottom, left, right = nan_border[0, :], nan_border[-1, :], nan_border[:, 0], nan_border[:, -1]
     out[0, top] = field_2d[1, top]
     out[-1, bottom] = field_2d[-2, bottom]
     out[left, 0] = field_2d[left, 1]

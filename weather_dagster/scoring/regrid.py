@@ -66,22 +66,46 @@ def interp_axis(data: np.ndarray, src: np.ndarray, dst: np.ndarray, axis: int, p
     return out
 
 
-def _spread_nan_identical(field: np.ndarray) -> np.ndarray:
-    """``interp1d`` on an identical descending-latitude / ascending-longitude grid: NaN spreads.
+def _may_have_nan(data: np.ndarray) -> bool:
+    """False only when every value is finite (a finite sum proves it; one pass, no mask)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return not np.isfinite(np.add.reduce(data, axis=None, dtype=np.float64))
 
-    Row i reads rows (i, i + 1) (the last row reads (n - 2, n - 1)); column j reads columns
-    (j - 1, j) (the first reads (0, 1)). Finite cells keep their value.
+
+def _spread_along(data: np.ndarray, axis: int) -> np.ndarray:
+    """``interp1d`` onto its own nodes along ``axis`` (coordinates ascending): NaN spreads.
+
+    Node k reads nodes (k - 1, k); node 0 reads (0, 1). Finite cells keep their value.
     """
-    bad = ~np.isfinite(field)
-    rows = bad.copy()
-    rows[:-1] |= bad[1:]
-    rows[-1] |= bad[-2]
-    cells = rows.copy()
-    cells[:, 1:] |= rows[:, :-1]
-    cells[:, 0] |= rows[:, 1]
-    out = field.astype(np.float32, copy=True)
-    out[cells & ~bad] = np.nan
+    bad = ~np.isfinite(data)
+    spread = bad.copy()
+    moved = np.moveaxis(spread, axis, 0)
+    original = np.moveaxis(bad, axis, 0)
+    moved[1:] |= original[:-1]
+    moved[0] |= original[1]
+    out = np.array(data, dtype=data.dtype, copy=True)
+    out[spread & ~bad] = np.nan
     return out
+
+
+def _to_axis(
+    data: np.ndarray, src: np.ndarray, dst: np.ndarray, axis: int, *, periodic: bool, spread: bool
+) -> np.ndarray:
+    """One axis onto the target coordinates; no arithmetic when the points are the same."""
+    if src.size == dst.size:
+        order = np.argsort(src, kind="stable")
+        if dst[0] > dst[-1]:
+            order = order[::-1]
+        if np.allclose(src[order], dst, atol=1e-6):
+            if not np.array_equal(order, np.arange(src.size)):
+                data = np.take(data, order, axis=axis)
+            if spread and _may_have_nan(data):
+                # ascending-coordinate order decides who reads whom: flip a descending axis around it
+                if dst[0] > dst[-1]:
+                    return np.flip(_spread_along(np.flip(data, axis), axis), axis)
+                return _spread_along(data, axis)
+            return data
+    return interp_axis(np.asarray(data, dtype=np.float64), src, dst, axis, periodic)
 
 
 def to_truth_grid(field: np.ndarray, source: AnyGrid, target: Grid, quirks: ScoringQuirks) -> np.ndarray:
@@ -91,24 +115,10 @@ def to_truth_grid(field: np.ndarray, source: AnyGrid, target: Grid, quirks: Scor
     lat, lon = _coordinates(source)
     target_lat, target_lon = _coordinates(target)
     lon = _wrap_longitudes(lon, target_lon) if quirks.interp_not_periodic else np.mod(lon, 360.0)
-    same_points = lat.size == target_lat.size and lon.size == target_lon.size
-    if same_points:
-        lat_order, lon_order = np.argsort(-lat, kind="stable"), np.argsort(lon, kind="stable")
-        same_points = np.allclose(lat[lat_order], target_lat, atol=1e-6) and np.allclose(
-            lon[lon_order], target_lon, atol=1e-6
-        )
-    if same_points:
-        data = field
-        if not (np.array_equal(lat_order, np.arange(lat.size)) and np.array_equal(lon_order, np.arange(lon.size))):
-            data = field[np.ix_(lat_order, lon_order)]
-        data = np.asarray(data, dtype=np.float32)
-        if quirks.interp_like_always and not np.isfinite(data).all():
-            return _spread_nan_identical(data)
-        return np.ascontiguousarray(data)
-    data = np.asarray(field, dtype=np.float64)
-    rows = interp_axis(data, lat, target_lat, axis=0, periodic=False)
-    out = interp_axis(rows, lon, target_lon, axis=1, periodic=not quirks.interp_not_periodic)
-    return out.astype(np.float32)
+    spread = quirks.interp_like_always
+    rows = _to_axis(field, lat, target_lat, 0, periodic=False, spread=spread)
+    out = _to_axis(rows, lon, target_lon, 1, periodic=not quirks.interp_not_periodic, spread=spread)
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def to_grid(field: np.ndarray, source: AnyGrid, target: Grid) -> np.ndarray:

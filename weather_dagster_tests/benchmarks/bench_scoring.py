@@ -15,6 +15,10 @@ Prints ``name: value`` lines:
   is the same call with an empty cache (the download happens inside). Peak RSS is the child's own
   ``VmHWM``; ``*_cpu_s`` is the child's CPU time (robust to other load on the shared machine);
 - ``day1_full_res_s``: one miner's Day1 the same way (GFS analysis / f012 GRIB2 over loopback).
+- ``profile_*``: what the scoring profile costs, side by side in this run: one in-memory 0.25 degree
+  miner-lead (69 fields, truth and climatology in memory, so only scoring is timed) under
+  ``reference`` and ``corrected``, and under ``reference`` for a miner whose grid lacks the south-pole
+  row (720 rows: every field interpolated, NaN row salvaged: the reference's slowest common path).
 
 The demo miner runs in its own process with ``forecast_steps`` 4 (leads 6..24 h; the manifest lists
 every file). Data is built once under ``.weather-data/bench-scoring-e2e`` (~1.7 GB, a few minutes);
@@ -93,6 +97,51 @@ def bench_kernel() -> dict[str, float]:
     }
 
 
+def bench_profiles() -> dict[str, float]:
+    """Scoring time of one in-memory full-resolution miner-lead per profile (median of 3)."""
+    from weather_dagster.reference.grid import CoordinateGrid
+    from weather_dagster.scoring.era5 import score_era5_lead_many
+    from weather_dagster.settings import ScoringSettings
+
+    grid = FULL_RESOLUTION
+    atmosphere = SyntheticAtmosphere(grid)
+    valid = INIT + timedelta(hours=LEAD)
+    doy, hour = climatology_slot(valid)
+    settings = ScoringSettings()
+    fields = [(n, None) for n in settings.surface_variables] + [
+        (n, lvl) for n in settings.atmospheric_variables for lvl in settings.pressure_levels_hpa
+    ]
+    truth = {key: atmosphere.field(*key, valid) for key in fields}
+    clim = {key: atmosphere.climatology(*key, doy, hour) for key in fields}
+    forecast = {key: (truth[key] * 1.001 + 0.01).astype(np.float32) for key in fields}
+
+    class Source:
+        def __init__(self, data, source_grid):
+            self.data, self.grid = data, source_grid
+
+        def field(self, name, level, *_):
+            return self.data[(name, level)]
+
+    cropped = CoordinateGrid(grid.latitudes[:-1].astype(np.float32), grid.longitudes)
+    miners = {
+        "canonical": Source(forecast, grid),
+        "cropped": Source({k: v[:-1] for k, v in forecast.items()}, cropped),
+    }
+    truth_source, clim_source = Source(truth, grid), Source(clim, grid)
+    out = {}
+    for label, profile, miner in (
+        ("reference", "reference", "canonical"),
+        ("corrected", "corrected", "canonical"),
+        ("reference_720_rows", "reference", "cropped"),
+    ):
+        s = settings.model_copy(update={"profile": profile})
+        run = lambda s=s, m=miner: score_era5_lead_many({0: miners[m]}, truth_source, clim_source, INIT, LEAD, s)  # noqa: E731
+        run()
+        out[f"profile_{label}_lead_s"] = _median_ms(run, 3) / 1e3
+    out["profile_reference_vs_corrected"] = out["profile_reference_lead_s"] / out["profile_corrected_lead_s"]
+    return out
+
+
 def bench_end_to_end(data_dir: Path, grid: Grid, profile: bool) -> dict[str, float]:
     """Build the loopback truth and miner once, freeze one round, then time scoring in fresh children."""
     from weather_dagster.reference.synthetic.server import serve
@@ -146,12 +195,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-kernel", action="store_true")
     args = parser.parse_args(argv)
     results = {} if args.skip_kernel else bench_kernel()
+    results.update(bench_profiles())
     results.update(bench_end_to_end(args.data_dir, Grid(args.grid_deg), args.profile))
     print(f"grid_deg: {args.grid_deg}")
     print("forecast_source: loopback demo miner (forecast_steps 4), verified reader, every key hash-checked")
     print("truth_source: synthetic loopback server through ReferenceData (GFS GRIB2, ERA5 + climatology Zarr)")
     names = ["kernel_ms", "kernel_vs_xarray", "kernel_vs_read_floor"] * (not args.skip_kernel)
     names += ["era5_lead_full_res_s", "era5_lead_peak_rss_mb", "day1_full_res_s"]
+    names += ["profile_reference_lead_s", "profile_corrected_lead_s", "profile_reference_vs_corrected"]
+    names += ["profile_reference_720_rows_lead_s"]
     names += ["xarray_ms", "read_floor_ms"] * (not args.skip_kernel)
     names += [
         "era5_cpu_s",
