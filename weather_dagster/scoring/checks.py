@@ -66,6 +66,13 @@ def interior_coverage(field: np.ndarray) -> float:
     return float(np.count_nonzero(np.isfinite(interior)) / interior.size)
 
 
+def reject_extremes(field: np.ndarray, label: str, settings: ScoringSettings) -> None:
+    """Step 1 alone (InvalidDataError on any ``|value| > extreme_value_limit``, inf included)."""
+    extreme, _interior, _bad = _scan(np.ascontiguousarray(field, dtype=np.float32), float(settings.extreme_value_limit))
+    if extreme:
+        raise InvalidDataError(f"{label}: {extreme} values beyond +-{settings.extreme_value_limit:g}")
+
+
 def check_and_fill(
     field: np.ndarray, climatology: np.ndarray, label: str, settings: ScoringSettings
 ) -> tuple[np.ndarray, FieldCheck]:

@@ -1,22 +1,26 @@
 """Day1 scoring: the miner's short lead against the GFS analysis, with the GFS forecast as reference.
 
-The order per (variable, lead) follows the reference (Nickel5-Inc/Gaia ``scoring/day1.py`` and
-``weather_scoring_mechanism.py``, read, not copied):
+Two profiles (``settings.profile``; switches in ``settings/profile.py``). Both, per (variable, lead):
 
-1. clone distance ``D = mse(f, gfs_forecast)`` on the *raw* miner field and the penalty
-   ``P = max(0, 1 - D / delta)`` when ``D < delta``; computed before the sanity checks, so a clone
-   that also fails sanity still counts for the strict clamp;
-2. sanity: every finite value inside the variable's climatology bounds, ``q >= 0``, and a pattern
-   correlation with the GFS forecast of at least 0.3; a variable failing sanity is left out;
-3. skill on the bias-corrected forecast vs the GFS forecast, minus the penalty: ``SS - P``;
-4. ACC of the raw forecast against climatology.
+1. clone distance ``D = mse(f, gfs_forecast)`` and the penalty ``P = max(0, 1 - D / delta)`` when
+   ``D < delta``, computed before the sanity checks;
+2. sanity: climatology bounds (``corrected`` only), ``q >= 0``, and a pattern correlation with the
+   GFS forecast of at least 0.3; a variable failing sanity is left out;
+3. skill on the bias-corrected forecast (``f - unweighted mean(f - o)``) vs the GFS forecast, minus
+   the penalty: ``SS - P``;
+4. ACC of the raw forecast against climatology (centred, weighted).
 
 Day1 = 0.6 x mean(max(0, SS - P)) + 0.4 x mean((ACC + 1) / 2), each mean over the finite values it
 has (an empty mean is 0; nothing at all gives 0). Strict clamp: any clone penalty or ``D < 0.5
 delta`` caps Day1 at 0.05. Pass = Day1 >= 0.1.
 
-Non-finite miner values and extreme values follow the same verification as ERA5 (``checks``), so
-NaN injection fails here too instead of being silently skipped.
+``corrected`` verifies the miner field as ERA5 does (``checks``: extreme values reject the
+forecast, coverage below 0.9985 leaves the variable out, gaps are filled with climatology),
+interpolates only when the grids differ (periodic), checks the bounds and clamps over every
+variable with a clone distance. ``reference`` is deployed Gaia v2.9.96 (``day1_reference`` gives
+the steps with their places in the reference): units guessed, ``interp_like`` always (NaN spreads),
+no verification, NaN cells skipped by each metric on its own, no bounds, and only variables that
+passed sanity enter the strict clamp.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ import numpy as np
 
 from weather_dagster.reference.interfaces import ClimatologySource, FieldSource, ForecastSource
 from weather_dagster.reference.variables import split_level_name
-from weather_dagster.scoring.checks import LeadFailed, check_and_fill
+from weather_dagster.scoring import day1_reference as ref
+from weather_dagster.scoring.checks import LeadFailed, check_and_fill, reject_extremes
 from weather_dagster.scoring.kernel import FieldMetrics, field_metrics, latitude_weights
-from weather_dagster.scoring.regrid import to_grid
+from weather_dagster.scoring.regrid import to_grid, to_truth_grid
 from weather_dagster.settings import ScoringSettings
 
 
@@ -60,9 +65,11 @@ class Day1Result:
     components: list[Day1Component]
     mean_skill: float
     mean_acc: float
+    profile: str = "reference"
 
     def summary(self) -> dict:
         return {
+            "profile": self.profile,
             "score": self.score,
             "passed": self.passed,
             "clamped": self.clamped,
@@ -80,17 +87,28 @@ def climatology_slot(valid_time: datetime) -> tuple[int, int]:
 def sanity_checks(
     name: str, base: str, forecast: np.ndarray, metrics: FieldMetrics, settings: ScoringSettings
 ) -> dict[str, bool | float | str]:
+    """Bounds (unless the profile has none), ``q >= 0`` and the pattern-correlation rule."""
+    quirks = settings.quirks
     result: dict[str, bool | float | str] = {}
-    bounds = settings.sanity_bounds.get(name) or settings.sanity_bounds.get(base)
+    lo_seen, hi_seen = ref.nan_min_max(forecast)
+    result["min"], result["max"] = lo_seen, hi_seen
+    bounds = None
+    if not quirks.day1_no_climatology_bounds:
+        bounds = settings.sanity_bounds.get(name) or settings.sanity_bounds.get(base)
     if bounds is not None:
         lo, hi = bounds
-        finite = forecast[np.isfinite(forecast)]
-        result["climatology_passed"] = bool(finite.size and finite.min() >= lo and finite.max() <= hi)
+        result["climatology_passed"] = bool(lo_seen >= lo and hi_seen <= hi)  # NaN (no data) fails
     else:
         result["climatology_passed"] = True
     if base == "q":
-        result["climatology_passed"] = bool(result["climatology_passed"] and np.nanmin(forecast) >= 0.0)
+        # reference: ``min < 0`` fails (a field with no value at all passes); corrected: min >= 0 passes
+        negative = lo_seen < 0.0 if quirks.day1_no_climatology_bounds else not lo_seen >= 0.0
+        result["climatology_passed"] = bool(result["climatology_passed"] and not negative)
     corr = metrics.pattern_correlation
+    if lo_seen == hi_seen:
+        # A constant field has no pattern: undefined (both profiles). The kernel's sums leave ~1e-8
+        # of rounding and the reference's ~1e-14 or NaN; every one of them fails the 0.3 rule.
+        corr = math.nan
     result["pattern_correlation"] = corr
     result["pattern_correlation_passed"] = bool(math.isfinite(corr) and corr >= settings.min_pattern_correlation)
     return result
@@ -108,6 +126,8 @@ def combine_day1(components: list[Day1Component], settings: ScoringSettings) -> 
     score = settings.day1_skill_weight * mean_skill + settings.day1_acc_weight * mean_acc if (skills or accs) else 0.0
     clamped = False
     for c in components:
+        if settings.quirks.day1_failed_sanity_skips_strict_clamp and not c.passed:
+            continue  # the reference keeps the clone distance of "success" variables only
         delta = settings.clone_delta.get(c.variable)
         if delta is None or not math.isfinite(c.clone_distance):
             continue
@@ -115,7 +135,21 @@ def combine_day1(components: list[Day1Component], settings: ScoringSettings) -> 
             clamped = True
     if clamped:
         score = min(score, settings.day1_clone_clamp)
-    return Day1Result(score, score >= settings.day1_pass_threshold, clamped, components, mean_skill, mean_acc)
+    passed = score >= settings.day1_pass_threshold
+    return Day1Result(score, passed, clamped, components, mean_skill, mean_acc, settings.profile)
+
+
+def _prepare(
+    raw: np.ndarray, clim: np.ndarray, label: str, settings: ScoringSettings
+) -> tuple[np.ndarray, dict[str, bool | float | str]]:
+    """The miner field ready for the metrics (on the truth grid) and what verification found."""
+    quirks = settings.quirks
+    if quirks.day1_skips_nan:
+        if not quirks.day1_no_extreme_check:
+            reject_extremes(raw, label, settings)
+        return raw, {}
+    f, check = check_and_fill(raw, clim, label, settings)  # extreme values, coverage gate, gap fill
+    return f, {"coverage": check.coverage, "filled_points": check.filled_points}
 
 
 def score_day1(
@@ -127,7 +161,17 @@ def score_day1(
     settings: ScoringSettings,
 ) -> Day1Result:
     """Score one miner's Day1, one field at a time (truth, reference, climatology, forecast)."""
-    weights = latitude_weights(analysis.grid.latitudes, settings.latitude_weighting)
+    quirks = settings.quirks
+    reference = settings.profile == "reference"
+    if reference:
+        weights = ref.reference_row_weights(analysis.grid.latitudes)
+    else:
+        weights = latitude_weights(analysis.grid.latitudes, settings.latitude_weighting)
+
+    def truth_side(values: np.ndarray, grid) -> np.ndarray:
+        """GFS forecast and climatology onto the truth grid: ``interp_like`` too in the reference."""
+        return to_truth_grid(values, grid, analysis.grid, quirks) if reference else to_grid(values, grid, analysis.grid)
+
     components: list[Day1Component] = []
     for lead in settings.day1_lead_hours:
         valid = init_time + timedelta(hours=lead)
@@ -136,31 +180,41 @@ def score_day1(
             base, level = split_level_name(name)
             started = time.perf_counter()
             comp = Day1Component(name, base, level, lead, valid)
+            label = f"{name} at {lead}h"
             truth = analysis.field(base, level, valid)
-            ref = to_grid(gfs_forecast.field(base, level, valid), gfs_forecast.grid, analysis.grid)
-            clim = to_grid(climatology.field(base, level, doy, hour), climatology.grid, analysis.grid)
-            raw = to_grid(forecast.field(base, level, lead), forecast.grid, analysis.grid)
+            gfs = truth_side(gfs_forecast.field(base, level, valid), gfs_forecast.grid)
+            clim = truth_side(climatology.field(base, level, doy, hour), climatology.grid)
+            stored = forecast.field(base, level, lead)
+            converted = None
+            if quirks.day1_unit_autoconversion:
+                stored, converted = ref.autoconvert_units(base, stored, truth)
+            raw = to_truth_grid(stored, forecast.grid, analysis.grid, quirks)
             try:
-                f, _check = check_and_fill(raw, clim, f"{name} at {lead}h", settings)
+                f, verification = _prepare(raw, clim, label, settings)
             except LeadFailed as exc:
                 comp.sanity = {"coverage_passed": False, "reason": str(exc)}
                 components.append(comp)
                 continue
-            metrics = field_metrics(
-                f,
-                truth,
-                weights,
-                climatology=clim,
-                reference=ref,
-                pattern=ref,
-                acc_definition=settings.acc_definition,
-            )
+            if reference:
+                metrics = ref.reference_metrics(f, truth, gfs, clim, weights)
+            else:
+                metrics = field_metrics(
+                    f,
+                    truth,
+                    weights,
+                    climatology=clim,
+                    reference=gfs,
+                    pattern=gfs,
+                    acc_definition=settings.acc_definition,
+                )
             comp.metrics = metrics
             comp.clone_distance = metrics.clone_distance
             delta = settings.clone_delta.get(name)
-            if delta is not None and math.isfinite(metrics.clone_distance) and metrics.clone_distance < delta:
+            if delta is not None and metrics.clone_distance < delta:  # NaN never is
                 comp.clone_penalty = max(0.0, 1.0 - metrics.clone_distance / delta)
-            comp.sanity = sanity_checks(name, base, f, metrics, settings)
+            comp.sanity = {**verification, **sanity_checks(name, base, f, metrics, settings)}
+            if converted:
+                comp.sanity["unit_conversion"] = converted
             comp.passed = bool(comp.sanity["climatology_passed"] and comp.sanity["pattern_correlation_passed"])
             if comp.passed:
                 comp.skill_after_penalty = metrics.skill - comp.clone_penalty

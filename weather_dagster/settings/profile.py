@@ -36,12 +36,25 @@ class ScoringQuirks:
     edge_seam_copies_neighbour: bool = True
     # Interpolation from a coarser grid does not wrap around in longitude.
     interp_not_periodic: bool = True
-    # Day1: no gap fill and no coverage gate; NaN points are skipped by the metrics.
+    # Day1: no gap fill and no coverage gate; NaN points are skipped by the metrics, each metric
+    # over its own pair of inputs (``xs.mse``/``xs.pearson_r`` with ``skipna=True``,
+    # ``WT/weather_scoring_mechanism.py`` ~2274, ``WT/weather_scoring/metrics.py``): the skill's GFS
+    # MSE keeps every point the GFS forecast has, whatever the miner left out.
     day1_skips_nan: bool = True
-    # Day1: the deployed config has no climatology bounds, so no bounds check runs.
+    # Day1: no extreme-value check either: finite values of any size are scored; an infinity makes
+    # the clone distance infinite and the pattern correlation undefined (NaN), so the variable fails
+    # sanity and is left out instead of rejecting the forecast.
+    day1_no_extreme_check: bool = True
+    # Day1: the deployed config has no climatology bounds (``WT/pipeline/steps/day1_step.py``
+    # ~195-207 never passes ``day1_climatology_bounds``), so no bounds check runs.
     day1_no_climatology_bounds: bool = True
-    # Day1: variables that fail sanity do not enter the strict clone clamp.
+    # Day1: variables that fail sanity do not enter the strict clone clamp (only variables scored
+    # with status "success" keep their clone distance, ``weather_scoring_mechanism.py`` ~3211).
     day1_failed_sanity_skips_strict_clamp: bool = True
+    # Day1: units are guessed before scoring (``weather_scoring_mechanism.py`` ~2038-2078): a miner
+    # z with mean < 1e4 while the truth's is > 4e4 is multiplied by 9.80665, a 2t with mean < 100
+    # (truth > 200) gets +273.15, an msl with mean < 2000 (truth > 5e4) is multiplied by 100.
+    day1_unit_autoconversion: bool = True
     # ERA5: an undefined surface ACC fails the miner's whole lead; an ACC error on an atmospheric
     # variable drops that variable's ACC and skill.
     undefined_acc_fails_or_drops: bool = True
