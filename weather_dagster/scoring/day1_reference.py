@@ -43,6 +43,7 @@ import numpy as np
 
 from weather_dagster.scoring.era5_reference import reference_acc, skill_from_mse
 from weather_dagster.scoring.kernel import FieldMetrics, field_metrics
+from weather_dagster.scoring.regrid import _may_have_nan
 
 GRAVITY = 9.80665  # the reference's g for geopotential height -> geopotential
 
@@ -53,8 +54,11 @@ def reference_row_weights(latitudes: np.ndarray) -> np.ndarray:
 
 
 def _nanmean(values: np.ndarray) -> float:
-    finite = values[~np.isnan(values)]
-    return float(finite.astype(np.float64).mean()) if finite.size else math.nan
+    mean = float(np.mean(values, dtype=np.float64))
+    if not math.isnan(mean):
+        return mean  # no NaN (the common case): one pass, no mask
+    with np.errstate(all="ignore"):
+        return float(np.nanmean(values, dtype=np.float64)) if (~np.isnan(values)).any() else math.nan
 
 
 def autoconvert_units(base: str, forecast: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, str | None]:
@@ -81,10 +85,12 @@ def autoconvert_units(base: str, forecast: np.ndarray, truth: np.ndarray) -> tup
 
 def nan_min_max(forecast: np.ndarray) -> tuple[float, float]:
     """xarray's ``min()``/``max()`` (NaN skipped; NaN when nothing is left)."""
-    finite = forecast[~np.isnan(forecast)]
-    if not finite.size:
+    lo, hi = float(np.min(forecast)), float(np.max(forecast))
+    if not (math.isnan(lo) or math.isnan(hi)):
+        return lo, hi
+    if np.isnan(forecast).all():
         return math.nan, math.nan
-    return float(finite.min()), float(finite.max())
+    return float(np.nanmin(forecast)), float(np.nanmax(forecast))
 
 
 def gfs_mse(gfs_forecast: np.ndarray, truth: np.ndarray, row_weights: np.ndarray) -> float:
@@ -109,10 +115,12 @@ def reference_metrics(
     reference (``_match_nans`` only looks for NaN): it makes ``D`` infinite and the pattern
     correlation NaN, which fails sanity.
     """
-    full = field_metrics(forecast, truth, row_weights, climatology=climatology, reference=gfs_forecast,
-                         pattern=gfs_forecast)  # fmt: skip
-    if not full.masked:
-        return replace(full, acc=reference_acc(full, forecast, truth, climatology))
+    if not _may_have_nan(forecast):
+        full = field_metrics(
+            forecast, truth, row_weights, climatology=climatology, reference=gfs_forecast, pattern=gfs_forecast
+        )
+        if not full.masked:
+            return replace(full, acc=reference_acc(full, forecast, truth, climatology))
     pair_fr = field_metrics(forecast, gfs_forecast, row_weights)
     pair_fo = field_metrics(forecast, truth, row_weights)
     anomalies = field_metrics(forecast, truth, row_weights, climatology=climatology)
