@@ -327,9 +327,9 @@ def _score_reference(
 
 
 def _decide_variable(result: LeadResult, name: str, tally: ref.VariableTally, settings: ScoringSettings) -> None:
-    """The deployed per-variable gates, in its order: extremes, coverage, surface ACC."""
+    """The deployed per-variable gates, in its order: extremes (never effective as deployed), coverage, surface ACC."""
     where = f"{name} at {result.lead_hours}h"
-    if tally.extreme:
+    if tally.extreme and not settings.quirks.extreme_value_check_skipped:
         result.status, result.reason = (
             REJECTED,
             f"{where}: {tally.extreme} values beyond +-{settings.extreme_value_limit:g}",
