@@ -16,7 +16,7 @@ import pandas as pd
 import xarray as xr
 
 from weather_dagster.core.errors import SourceError, TruthNotAvailable
-from weather_dagster.reference.canonical import canonical_dataset, check_field, orient
+from weather_dagster.reference.canonical import REJECTED, canonical_dataset, check_fields, orient
 from weather_dagster.reference.grid import Grid
 from weather_dagster.reference.variables import VARIABLES
 from weather_dagster.reference.zarr_http import LazyConsolidatedStore, read
@@ -91,6 +91,6 @@ class Era5Store:
                     fields[(name, level)] = np.ascontiguousarray(values[level_index[level]])
             else:
                 fields[(name, None)] = orient(read(da, self.url), self.grid, self.url)
-        for (name, level), values in fields.items():
-            check_field(values, name, level, self.grid, self.url)
-        return canonical_dataset(fields, variables, levels, self.grid, attrs={"source": "era5", "source_url": self.url})
+        rejected = check_fields(fields, self.grid, self.url)
+        attrs = {"source": "era5", "source_url": self.url, REJECTED: rejected}
+        return canonical_dataset(fields, variables, levels, self.grid, attrs=attrs)

@@ -104,7 +104,9 @@ class CoordinateGrid:
             )
         if not isinstance(other, CoordinateGrid):
             return NotImplemented
-        return bool(np.array_equal(self.latitudes, other.latitudes) and np.array_equal(self.longitudes, other.longitudes))
+        return bool(
+            np.array_equal(self.latitudes, other.latitudes) and np.array_equal(self.longitudes, other.longitudes)
+        )
 
     def __hash__(self) -> int:
         return hash((self.latitudes.tobytes(), self.longitudes.tobytes()))

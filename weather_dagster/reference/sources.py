@@ -24,8 +24,8 @@ import numpy as np
 import xarray as xr
 
 from weather_dagster.reference.cache import CacheResult, PartitionCache
-from weather_dagster.reference.canonical import field_of
-from weather_dagster.reference.climatology import ClimatologyStore, climatology_key
+from weather_dagster.reference.canonical import REJECTED, field_of
+from weather_dagster.reference.climatology import ClimatologyStore, climatology_key, hours_in_use, load_slot
 from weather_dagster.reference.era5 import Era5Store
 from weather_dagster.reference.gfs import load_gfs
 from weather_dagster.reference.grid import Grid
@@ -129,7 +129,8 @@ class ReferenceData:
             datasets, info = self._gfs(init_time, leads)
             ds = xr.concat(datasets, dim="lead_hours", combine_attrs="override")
             ds = ds.assign_coords(lead_hours=("lead_hours", np.array(leads, dtype=np.int32)))
-            ds.attrs.update(init_time=init_time.isoformat(), source="gfs_forecast")
+            rejected = {k: v for part in datasets for k, v in part.attrs.get(REJECTED, {}).items()}
+            ds.attrs.update(init_time=init_time.isoformat(), source="gfs_forecast", **{REJECTED: rejected})
             return ds, info
 
         key = time_key(init_time)
@@ -149,9 +150,13 @@ class ReferenceData:
     def load_climatology(self, day_of_year: int, hour: int, load: bool = True) -> CacheResult:
         key = climatology_key(day_of_year, hour)
 
-        def build() -> tuple[xr.Dataset, dict[str, Any]]:
-            ds = self.climatology_store.load(day_of_year, hour, self.variables, self.levels)
-            return ds, {"source_urls": [self.climatology_store.url]}
+        def build() -> tuple[xr.Dataset, dict[str, Any]]:  # chunk-aligned: neighbours are cached on the way
+            scoring = self.settings.scoring
+            hours = hours_in_use(
+                self.settings.round.gfs_cycle_hour_utc, scoring.era5_lead_hours + scoring.day1_lead_hours
+            )
+            slot = (day_of_year, hour)
+            return load_slot(self.climatology_store, self.cache, slot, self.variables, self.levels, hours)
 
         return self.cache.get_or_create(CLIMATOLOGY, key, build, load)
 
