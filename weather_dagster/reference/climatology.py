@@ -29,6 +29,7 @@ from weather_dagster.core.errors import SourceError
 from weather_dagster.reference.cache import PartitionCache
 from weather_dagster.reference.canonical import REJECTED, canonical_dataset, check_fields, orient
 from weather_dagster.reference.grid import Grid
+from weather_dagster.reference.http import Timeouts
 from weather_dagster.reference.variables import VARIABLES
 from weather_dagster.reference.zarr_http import LazyConsolidatedStore, read
 
@@ -83,11 +84,11 @@ class BlockRead:
 class ClimatologyStore:
     url: str
     grid: Grid
-    timeout_s: float = 60.0
+    timeouts: Timeouts = field(default_factory=Timeouts)
     _store: LazyConsolidatedStore = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._store = LazyConsolidatedStore(self.url, self.timeout_s)
+        self._store = LazyConsolidatedStore(self.url, self.timeouts)
 
     def dataset(self) -> xr.Dataset:
         return self._store.dataset()

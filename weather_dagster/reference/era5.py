@@ -18,6 +18,7 @@ import xarray as xr
 from weather_dagster.core.errors import SourceError, TruthNotAvailable
 from weather_dagster.reference.canonical import REJECTED, canonical_dataset, check_fields, orient
 from weather_dagster.reference.grid import Grid
+from weather_dagster.reference.http import Timeouts
 from weather_dagster.reference.variables import VARIABLES
 from weather_dagster.reference.zarr_http import LazyConsolidatedStore, read
 
@@ -32,11 +33,11 @@ def _naive_utc(when: datetime) -> np.datetime64:
 class Era5Store:
     url: str
     grid: Grid
-    timeout_s: float = 60.0
+    timeouts: Timeouts = field(default_factory=Timeouts)
     _store: LazyConsolidatedStore = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._store = LazyConsolidatedStore(self.url, self.timeout_s)
+        self._store = LazyConsolidatedStore(self.url, self.timeouts)
 
     def dataset(self) -> xr.Dataset:
         return self._store.dataset()

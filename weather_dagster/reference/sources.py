@@ -29,7 +29,7 @@ from weather_dagster.reference.climatology import ClimatologyStore, climatology_
 from weather_dagster.reference.era5 import Era5Store
 from weather_dagster.reference.gfs import load_gfs
 from weather_dagster.reference.grid import Grid
-from weather_dagster.reference.http import HttpReader, make_client
+from weather_dagster.reference.http import HttpReader, Timeouts, make_client
 from weather_dagster.settings import Settings
 
 GFS_ANALYSIS, GFS_FORECAST, ERA5, CLIMATOLOGY = "gfs_analysis", "gfs_forecast", "era5", "climatology"
@@ -53,8 +53,9 @@ class ReferenceData:
         self.cache = PartitionCache(settings.data_dir / "reference", ref.cache_lock_timeout_s)
         self._client = client
         self._client_lock = threading.Lock()
-        self.era5_store = Era5Store(ref.era5_zarr_url, self.grid, ref.http_timeout_s)
-        self.climatology_store = ClimatologyStore(ref.climatology_zarr_url, self.grid, ref.http_timeout_s)
+        self.timeouts = Timeouts.from_settings(ref)
+        self.era5_store = Era5Store(ref.era5_zarr_url, self.grid, self.timeouts)
+        self.climatology_store = ClimatologyStore(ref.climatology_zarr_url, self.grid, self.timeouts)
         self._memo: OrderedDict[tuple[str, str], xr.Dataset] = OrderedDict()
         self._memo_lock = threading.Lock()
         self._memo_size = memo_size
@@ -65,12 +66,12 @@ class ReferenceData:
     def client(self) -> httpx.Client:
         with self._client_lock:
             if self._client is None:
-                self._client = make_client(self.settings.reference.http_timeout_s)
+                self._client = make_client(self.timeouts)
             return self._client
 
     def _reader(self) -> HttpReader:
         ref = self.settings.reference
-        return HttpReader(self.client, retries=ref.http_blip_retries, backoff_s=ref.http_blip_backoff_s)
+        return HttpReader(self.client, self.timeouts, retries=ref.http_blip_retries, backoff_s=ref.http_blip_backoff_s)
 
     def _dataset(self, kind: str, key: str, load) -> xr.Dataset:
         """A lazily opened cached partition (downloaded first if needed); fields are read on demand."""

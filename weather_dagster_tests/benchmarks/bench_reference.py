@@ -30,7 +30,7 @@ write_synthetic_gfs(Path(sys.argv[1]), SyntheticAtmosphere(Grid(0.25)), datetime
 def main() -> None:
     from weather_dagster.reference.gfs import load_gfs
     from weather_dagster.reference.grid import Grid
-    from weather_dagster.reference.http import HttpReader, make_client
+    from weather_dagster.reference.http import HttpReader, Timeouts, make_client
     from weather_dagster.reference.synthetic.server import SyntheticHttpServer
     from weather_dagster.settings import load_settings
 
@@ -42,7 +42,7 @@ def main() -> None:
         settings = load_settings(data_dir=root / "data")
         server = SyntheticHttpServer(root).start()
         try:
-            reader = HttpReader(make_client(settings.reference.http_timeout_s))
+            reader = HttpReader(make_client(Timeouts.from_settings(settings.reference)))
             started = time.perf_counter()
             result = load_gfs(
                 reader,
