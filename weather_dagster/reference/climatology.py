@@ -213,7 +213,13 @@ def load_slot(
                     dataset = store.slot_dataset(result, other, variables, levels)
                 except SourceError:
                     continue
-                cache.put(KIND, climatology_key(*other), dataset, {**info, "prefetched_by": climatology_key(*slot)})
+                by_product = {
+                    **info,
+                    "chunks_read": 0,
+                    "chunk_bytes_decoded": 0,
+                    "prefetched_by": climatology_key(*slot),
+                }
+                cache.put(KIND, climatology_key(*other), dataset, by_product)  # its cost is the builder's
                 cached.append(climatology_key(*other))
                 del dataset
             dataset = store.slot_dataset(result, slot, variables, levels)
