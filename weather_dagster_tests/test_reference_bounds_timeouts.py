@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from dagster import DagsterInstance, materialize
 
 from weather_dagster.core.errors import SourceError
+from weather_dagster.dagster_defs.reference_assets import era5_truth
 from weather_dagster.reference.canonical import REJECTED, check_dataset
 from weather_dagster.reference.gfs import gfs_url
 from weather_dagster.reference.grid import Grid
@@ -194,3 +196,23 @@ def test_gfs_range_reads_use_the_same_rules(tmp_path, fault, outcome) -> None:
             assert isinstance(result, SourceError)
             assert result.url.endswith(".f000") and re.search(outcome, str(result))
             assert elapsed < 4.0
+
+
+def test_era5_asset_with_an_implausible_field_materializes_and_its_check_names_it(tmp_path) -> None:
+    def bad_wind(ds):
+        ds["u_component_of_wind"].loc[{"level": 250}] = ds["u_component_of_wind"].sel(level=250) * 100.0
+        return ["u_component_of_wind"]
+
+    _era5_store(tmp_path, bad_wind)
+    with serving(tmp_path) as server:
+        settings = settings_for(server, tmp_path / "data", GRID)
+        resources = {"reference": ReferenceData(settings), "settings": settings}
+        result = materialize(
+            [era5_truth], partition_key="2025-06-01", resources=resources, instance=DagsterInstance.ephemeral()
+        )
+    assert result.success  # the other 68 fields are cached and usable
+    [materialization] = result.asset_materializations_for_node(era5_truth.op.name)
+    assert list(materialization.metadata["rejected_fields"].value) == ["u250"]
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert not checks["units_range"].passed and "u250" in checks["units_range"].metadata["problem"].value
+    assert checks["no_nan"].passed and checks["grid"].passed
