@@ -83,7 +83,9 @@ def _import_reference(args: argparse.Namespace) -> int:
     from weather_dagster.db.import_reference import import_reference
 
     settings = load_settings()
-    since = datetime.fromisoformat(args.since).replace(tzinfo=UTC) if args.since else None
+    since = datetime.fromisoformat(args.since) if args.since else None
+    if since is not None:  # a bare date/time is UTC, like every time in this project
+        since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
     database = Database(settings.resolved_database_url)  # migrated to head on first use
     try:
         report = import_reference(args.source, database.engine, settings, since=since)

@@ -289,12 +289,18 @@ def _fill_round(conn, t, rnd, i, run_id, init, uids, data: GaiaData) -> None:
                 "retry_count": None if uid % 11 == 0 else uid % 3,
                 "inference_started_at": init + timedelta(minutes=10),
                 "inference_completed_at": init + timedelta(hours=2) if status != "inference_running" else None,
-                "day1_scoring_completed_at": init + timedelta(hours=13) if status in ("completed", "day1_scored") else None,
-                "era5_scoring_completed_at": init + timedelta(days=6) if status in ("completed", "era5_scored") else None,
+                "day1_scoring_completed_at": init + timedelta(hours=13)
+                if status in ("completed", "day1_scored")
+                else None,
+                "era5_scoring_completed_at": init + timedelta(days=6)
+                if status in ("completed", "era5_scored")
+                else None,
             }
         )
     ids = conn.execute(
-        t["weather_miner_responses"].insert().returning(t["weather_miner_responses"].c.id, sort_by_parameter_order=True),
+        t["weather_miner_responses"]
+        .insert()
+        .returning(t["weather_miner_responses"].c.id, sort_by_parameter_order=True),
         responses,
     ).scalars()
     scores = []
@@ -379,7 +385,9 @@ def _fill_round(conn, t, rnd, i, run_id, init, uids, data: GaiaData) -> None:
         vector[f"uid_{uid}_score"] = value
     data.vectors[run_id] = vector
     conn.execute(
-        t["score_table"].insert().values(
+        t["score_table"]
+        .insert()
+        .values(
             task_name="weather",
             task_id=f"weather_scores_{run_id}_{init:%Y%m%dT%H%MZ}",
             created_at=init,

@@ -109,7 +109,9 @@ def test_imported_rows_map_fields(gaia, database: Database, settings: Settings) 
         # The miner whose hotkey changed keeps both identities, each in its own rounds.
         r = miner_responses.c
         hotkeys = conn.execute(
-            sa.select(r.miner_hotkey, sa.func.count()).where(r.miner_uid == gaia_db.CHANGED_UID).group_by(r.miner_hotkey)
+            sa.select(r.miner_hotkey, sa.func.count())
+            .where(r.miner_uid == gaia_db.CHANGED_UID)
+            .group_by(r.miner_hotkey)
         ).all()
         assert dict(hotkeys) == {"hk7-old": gaia_db.N_RUNS // 2, "hk7-new": gaia_db.N_RUNS // 2}
         old = conn.execute(
@@ -245,7 +247,7 @@ def test_clear_errors_for_bad_sources(pg_server: PostgresServer, database: Datab
     other = pg_server.create_database("notgaia")
     try:
         Database(other).engine.dispose()
-        with pytest.raises(ImportReferenceError, match="is not a Gaia v2.9.x validator database") as excinfo:
+        with pytest.raises(ImportReferenceError, match=r"is not a Gaia v2\.9\.x validator database") as excinfo:
             import_reference(other, database.engine, settings)
         message = str(excinfo.value)
         assert "table 'node_table' is missing" in message and "table 'score_table' is missing" in message

@@ -81,6 +81,7 @@ task_id weather_scores_<run>_<init>    run_id (mapped), miner_uid, score = uid_<
 or initial_/final_weather_scores_<run>) miner_hotkey = the uid's response in that run (else node_table,
                                        else ''), overall_score = stats.overall_forecast_score,
                                        winner_bonus 0 (Gaia does not record it), computed_at = created_at
+(a run with both task_id forms)        the weather_scores_ row (Gaia's window would count both rows)
 score_table 'final_weather_scores',    - (belong to no round; counted as skipped)
 other tasks
 =====================================  ==================================================================
@@ -95,7 +96,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from weather_dagster.core.states import MinerForecastStatus, RoundStatus
+from weather_dagster.db import gaia_rows
 from weather_dagster.db import gaia_source as g
 from weather_dagster.db.engine import make_engine
 from weather_dagster.db.schema import (
@@ -200,82 +201,54 @@ class _Copy:
         self.copy_round_vectors()
 
     def _insert(self, table: sa.Table, rows: Iterable[dict[str, Any]]) -> None:
+        # RETURNING makes SQLAlchemy send each batch as multi-row VALUES pages ("insertmanyvalues"), which
+        # it does not do for a bare ON CONFLICT insert: psycopg2 would then make one round trip per row.
+        stmt = insert_for(self.dst, table).on_conflict_do_nothing().returning(*table.primary_key.columns)
         for batch in _batches(rows):
-            self.dst.execute(insert_for(self.dst, table).on_conflict_do_nothing(), batch)
+            self.dst.execute(stmt, batch).all()
 
     def _stream(self, query: sa.Select) -> Iterator[sa.Row]:
         yield from self.src.execution_options(stream_results=True, yield_per=BATCH).execute(query)
 
     def copy_miners(self) -> None:
         report = self.report.tables[miners.name]
-        n = g.node_table.c
 
         def rows() -> Iterator[dict[str, Any]]:
-            for row in self._stream(sa.select(n.uid, n.hotkey, n.coldkey, n.ip, n.port, n.stake, n.last_updated)):
+            for row in self._stream(sa.select(*g.node_table.c)):
                 report.read += 1
                 if row.uid is None or not 0 <= row.uid < g.N_UIDS:
                     report.skip("uid outside 0-255")
                     continue
                 if row.hotkey:
                     self.node_hotkeys[row.uid] = row.hotkey
-                port = row.port if row.port is not None and 0 <= row.port <= 65535 else 0
-                yield {
-                    "uid": row.uid,
-                    "hotkey": g.clip(row.hotkey, 64) or "",
-                    "coldkey": g.clip(row.coldkey, 64) or "",
-                    "ip": g.clip(row.ip, 64) or "",
-                    "port": port,
-                    "stake": g.finite(row.stake) or 0.0,
-                    "updated_at": g.utc(row.last_updated),
-                }
+                yield gaia_rows.miner(row)
 
         self._insert(miners, rows())
 
     def copy_runs(self) -> None:
         report = self.report.tables[forecast_runs.name]
-        r, resp = g.runs.c, g.responses.c
+        r, resp, t = g.runs.c, g.responses.c, forecast_runs.c
         counts = dict(self.src.execute(sa.select(resp.run_id, sa.func.count()).group_by(resp.run_id)).all())
-        existing = {
-            init: (run_id, initiated)
-            for run_id, init, initiated in self.dst.execute(
-                sa.select(forecast_runs.c.id, forecast_runs.c.gfs_init_time_utc, forecast_runs.c.run_initiation_time)
-            )
-        }
-        query = sa.select(r.id, r.run_initiation_time, r.gfs_init_time_utc, r.status, r.completion_time, r.error_message)
+        existing = dict(self.dst.execute(sa.select(t.gfs_init_time_utc, t.run_initiation_time)).all())
+        query = sa.select(*g.runs.c).order_by(r.id)
         if self.since is not None:
             query = query.where(r.gfs_init_time_utc >= self.since)
         offset = timedelta(hours=self.settings.round.previous_step_offset_hours)
         pending: dict[datetime, int] = {}
         rows = []
-        for row in self.src.execute(query.order_by(r.id)):
+        for row in self.src.execute(query):
             report.read += 1
-            init, initiated = g.utc(row.gfs_init_time_utc), g.utc(row.run_initiation_time)
-            if init in existing and existing[init][1] != initiated:
+            init = g.utc(row.gfs_init_time_utc)
+            if init in existing and existing[init] != g.utc(row.run_initiation_time):
                 report.skip("rounds this project already has")
                 continue
             if init in pending:
                 report.skip("duplicate gfs_init_time_utc in Gaia")
                 continue
             pending[init] = row.id
-            status = g.run_status(row.status)
-            note = None if status is RoundStatus.COMPLETED else f"gaia status {row.status!r}"
-            message = "; ".join(m for m in (row.error_message, note) if m) or None
-            rows.append(
-                {
-                    "gfs_init_time_utc": init,
-                    "previous_step_time_utc": init - offset,
-                    "run_initiation_time": initiated,
-                    "status": status.value,
-                    "test_mode": False,
-                    "miner_count": counts.get(row.id, 0),
-                    "error_message": message,
-                    "completed_at": g.utc(row.completion_time),
-                    "created_at": initiated,
-                    "updated_at": initiated,
-                }
-            )
+            rows.append(gaia_rows.run(row, counts.get(row.id, 0), offset))
         self._insert(forecast_runs, rows)
-        found = self.dst.execute(sa.select(forecast_runs.c.gfs_init_time_utc, forecast_runs.c.id)).all()
+        found = self.dst.execute(sa.select(t.gfs_init_time_utc, t.id)).all()
         self.run_ids = {pending[init]: run_id for init, run_id in found if init in pending}
 
     def copy_responses(self) -> None:
@@ -293,41 +266,18 @@ class _Copy:
                 if not 0 <= row.miner_uid < g.N_UIDS:
                     report.skip("uid outside 0-255")
                     continue
-                hotkey = g.clip(row.miner_hotkey, 64)
-                keys[row.id] = (run_id, row.miner_uid, hotkey)
-                self.response_hotkeys[(run_id, row.miner_uid)] = hotkey
-                day1, era5 = g.utc(row.day1_scoring_completed_at), g.utc(row.era5_scoring_completed_at)
-                status = g.response_status(row.status, day1 is not None, era5 is not None)
-                received = g.utc(row.response_time)
-                yield {
-                    "run_id": run_id,
-                    "miner_uid": row.miner_uid,
-                    "miner_hotkey": hotkey,
-                    "status": status.value,
-                    "job_id": g.clip(row.job_id, 128),
-                    "zarr_store_url": row.kerchunk_json_url,
-                    "verification_hash_claimed": g.clip(row.verification_hash_claimed, 64),
-                    "frozen_manifest": row.frozen_manifest_files,
-                    "manifest_frozen_at": g.utc(row.manifest_frozen_at),
-                    "response_time": received,
-                    "inference_started_at": g.utc(row.inference_started_at),
-                    "inference_completed_at": g.utc(row.inference_completed_at),
-                    "day1_scored_at": day1,
-                    "era5_scored_at": era5,
-                    "retry_count": max(0, row.retry_count or 0),
-                    "next_retry_time": g.utc(row.next_retry_time),
-                    "failure_category": "gaia_import" if status is MinerForecastStatus.FAILED else None,
-                    "error_message": row.error_message,
-                    "created_at": received,
-                    "updated_at": received,
-                }
+                out = gaia_rows.response(row, run_id)
+                keys[row.id] = (run_id, row.miner_uid, out["miner_hotkey"])
+                self.response_hotkeys[(run_id, row.miner_uid)] = out["miner_hotkey"]
+                yield out
 
         self._insert(miner_responses, rows())
         r = miner_responses.c
+        imported = set(self.run_ids.values())
         target = {
             (run_id, uid, hotkey): rid
             for rid, run_id, uid, hotkey in self.dst.execute(
-                sa.select(r.id, r.run_id, r.miner_uid, r.miner_hotkey).where(r.run_id.in_(set(self.run_ids.values())))
+                sa.select(r.id, r.run_id, r.miner_uid, r.miner_hotkey).where(r.run_id.in_(imported))
             )
         }
         self.response_ids = {src_id: (target[key], key[0]) for src_id, key in keys.items() if key in target}
@@ -347,28 +297,12 @@ class _Copy:
                 response_id, run_id = self.response_ids[row.response_id]
                 if response_id != current:
                     current, seen = response_id, set()
-                key = (g.clip(row.score_type, 32), row.lead_hours or 0, g.clip(row.variable_level, 32) or "")
+                key = gaia_rows.score_key(row)
                 if key in seen:
                     report.skip("older calculations of the same score")
                     continue
                 seen.add(key)
-                metrics = row.metrics
-                if row.error_message:
-                    metrics = {**(metrics if isinstance(metrics, dict) else {}), "gaia_error_message": row.error_message}
-                yield {
-                    "response_id": response_id,
-                    "run_id": run_id,
-                    "miner_uid": row.miner_uid,
-                    "miner_hotkey": g.clip(row.miner_hotkey, 64),
-                    "score_type": key[0],
-                    "lead_hours": key[1],
-                    "variable": key[2],
-                    "score": g.finite(row.score),
-                    "metrics": metrics,
-                    "valid_time_utc": g.utc(row.valid_time_utc),
-                    "calculation_time": g.utc(row.calculation_time),
-                    "scoring_profile": "reference",
-                }
+                yield gaia_rows.score(row, response_id, run_id)
 
         self._insert(miner_scores, rows())
 
@@ -384,40 +318,14 @@ class _Copy:
                 if run_id is None:
                     report.skip("outside the imported rounds")
                     continue
-                hotkey = g.clip(row.miner_hotkey, 64)
-                if (run_id, row.miner_uid, hotkey) in seen:
+                out = gaia_rows.stats(row, run_id)
+                key = (run_id, row.miner_uid, out["miner_hotkey"])
+                if key in seen:
                     report.skip("older rows for the same miner and round")
                     continue
-                seen.add((run_id, row.miner_uid, hotkey))
-                overall, completeness = g.finite(row.overall_forecast_score), g.finite(row.era5_completeness)
-                self.overall[(run_id, row.miner_uid)] = overall
-                duration = g.finite(row.forecast_inference_duration_seconds)
-                yield {
-                    "run_id": run_id,
-                    "miner_uid": row.miner_uid,
-                    "miner_hotkey": hotkey,
-                    "forecast_init_time": g.utc(row.forecast_init_time),
-                    "forecast_status": g.stats_status(row.forecast_status, overall, completeness).value,
-                    "current_forecast_stage": g.clip(row.current_forecast_stage, 64),
-                    "current_forecast_status": g.step_status(row.current_forecast_status),
-                    "last_error_message": row.last_error_message,
-                    "retries_remaining": row.retries_remaining,
-                    "next_scheduled_retry": g.utc(row.next_scheduled_retry),
-                    "forecast_score_initial": g.finite(row.forecast_score_initial),
-                    "era5_combined_score": g.finite(row.era5_combined_score),
-                    "era5_completeness": completeness,
-                    "overall_forecast_score": overall,
-                    "avg_rmse": g.finite(row.avg_rmse),
-                    "avg_acc": g.finite(row.avg_acc),
-                    "avg_skill_score": g.finite(row.avg_skill_score),
-                    "hosting_status": g.clip(row.hosting_status, 32),
-                    "hosting_latency_ms": g.finite(row.hosting_latency_ms),
-                    "forecast_inference_time": duration,
-                    "miner_rank": row.miner_rank,
-                    "scoring_profile": "reference",
-                    "created_at": g.utc(row.created_at),
-                    "updated_at": g.utc(row.updated_at),
-                }
+                seen.add(key)
+                self.overall[(run_id, row.miner_uid)] = out["overall_forecast_score"]
+                yield out
 
         self._insert(forecast_stats, rows())
 
@@ -444,21 +352,10 @@ class _Copy:
             run_id = self.run_ids[source_run]
             for uid, column in enumerate(g.UID_COLUMNS):
                 report.read += 1
-                score = g.finite(row._mapping[column])
-                if score is None:
+                value = g.finite(row._mapping[column])
+                if value is None:
                     report.skip("NULL or NaN uid scores")
                     continue
                 hotkey = self.response_hotkeys.get((run_id, uid)) or self.node_hotkeys.get(uid, "")
-                rows.append(
-                    {
-                        "run_id": run_id,
-                        "miner_uid": uid,
-                        "miner_hotkey": hotkey,
-                        "score": score,
-                        "overall_score": self.overall.get((run_id, uid)),
-                        "winner_bonus": 0.0,
-                        "scoring_profile": "reference",
-                        "computed_at": g.utc(row.created_at),
-                    }
-                )
+                rows.append(gaia_rows.round_score(run_id, uid, value, hotkey, self.overall.get((run_id, uid)), row))
         self._insert(round_scores, rows)
