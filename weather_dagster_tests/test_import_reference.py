@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from weather_dagster.cli import main
 from weather_dagster.core.states import RoundStatus
+from weather_dagster.db import gaia_source
 from weather_dagster.db.engine import Database, make_engine
 from weather_dagster.db.gaia_source import ImportReferenceError
 from weather_dagster.db.import_reference import TARGETS, import_reference
@@ -270,3 +271,32 @@ def test_cli_import_reference(gaia, db_url: str, tmp_path, monkeypatch, capsys) 
     assert main(["import-reference", "--from", "postgresql://postgres:hunter2@127.0.0.1:1/gaia"]) == 2
     err = capsys.readouterr().err
     assert "cannot connect to the Gaia database" in err and "hunter2" not in err
+
+
+@pytest.mark.parametrize(
+    ("status", "day1", "era5", "expected"),
+    [
+        ("verification_failed", False, False, "failed"),
+        ("cancelled", True, True, "cancelled"),
+        ("completed", False, False, "era5_scored"),
+        ("day1_scoring_started", False, False, "day1_scored"),
+        ("awaiting_inference_results", True, False, "day1_scored"),
+        ("verified_manifest_store_opened", False, False, "forecast_ready"),
+        ("inference_triggered", False, False, "inference_running"),
+        ("fetch_accepted", False, False, "fetch_initiated"),
+        (None, False, False, "created"),
+    ],
+)
+def test_response_status_mapping(status, day1, era5, expected) -> None:
+    assert gaia_source.response_status(status, day1, era5).value == expected
+
+
+def test_run_and_vector_mappings() -> None:
+    assert gaia_source.run_status("completed") is RoundStatus.COMPLETED
+    assert gaia_source.run_status("stalled_no_valid_forecasts") is RoundStatus.ERROR
+    assert gaia_source.run_status("awaiting_inference_results") is RoundStatus.EXPIRED
+    assert gaia_source.vector_run_id("weather_scores_12_20260301T0000Z") == (12, 0)
+    assert gaia_source.vector_run_id("final_weather_scores_12") == (12, 1)
+    assert gaia_source.vector_run_id("initial_weather_scores_12") == (12, 2)
+    assert gaia_source.vector_run_id("final_weather_scores") is None
+    assert gaia_source.step_status("completed") == "succeeded" and gaia_source.step_status("odd") is None
