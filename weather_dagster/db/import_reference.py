@@ -154,7 +154,7 @@ def import_reference(
             raise g.ImportReferenceError(f"cannot connect to the Gaia database {shown}: {reason}") from exc
         g.check_schema(source)
         report = ImportReport()
-        with source.connect() as src, target.begin() as dst:
+        with _snapshot(source) as src, target.begin() as dst:
             before = {t.name: _count(dst, t) for t in TARGETS}
             _Copy(src, dst, settings, since, report).run()
             for t in TARGETS:
@@ -162,6 +162,15 @@ def import_reference(
         return report
     finally:
         source.dispose()
+
+
+def _snapshot(source: sa.Engine) -> sa.Connection:
+    """On PostgreSQL, one read-only REPEATABLE READ transaction: a Gaia validator still running cannot
+    make the tables disagree between queries, and the importer cannot write to Gaia's database."""
+    conn = source.connect()
+    if source.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    return conn
 
 
 def _count(conn: sa.Connection, table: sa.Table) -> int:
