@@ -103,6 +103,7 @@ def test_imported_rows_map_fields(gaia, database: Database, settings: Settings) 
             None,
         )
         assert runs[0].miner_count == len(data.responders[data.run_ids[0]])
+        assert [run.id for run in runs] == sorted(run.id for run in runs)  # ids follow init time, as Gaia's
         assert runs[13].status == RoundStatus.ERROR.value
         assert runs[13].error_message == "day1 failed; gaia status 'day1_scoring_failed'"
         assert runs[-1].status == RoundStatus.EXPIRED.value and runs[-1].test_mode is False
@@ -300,3 +301,43 @@ def test_run_and_vector_mappings() -> None:
     assert gaia_source.vector_run_id("initial_weather_scores_12") == (12, 2)
     assert gaia_source.vector_run_id("final_weather_scores") is None
     assert gaia_source.step_status("completed") == "succeeded" and gaia_source.step_status("odd") is None
+
+
+def test_two_gaia_runs_for_one_init_time_keep_the_scored_one(
+    pg_server: PostgresServer, database: Database, settings: Settings
+) -> None:
+    url = pg_server.create_database("gaiadup")
+    engine = make_engine(url)
+    init = gaia_db.NOW.replace(hour=0)
+    try:
+        md = gaia_db.gaia_metadata()
+        md.create_all(engine)
+        runs_t, scores_t = md.tables["weather_forecast_runs"], md.tables["score_table"]
+        with engine.begin() as conn:
+            ids = [
+                conn.execute(
+                    runs_t.insert()
+                    .values(
+                        run_initiation_time=init + timedelta(hours=h),
+                        target_forecast_time_utc=init,
+                        gfs_init_time_utc=init,
+                        status=status,
+                    )
+                    .returning(runs_t.c.id)
+                ).scalar_one()
+                for h, status in ((1, "completed"), (2, "stale_abandoned"))
+            ]
+            conn.execute(
+                scores_t.insert().values(
+                    task_name="weather", task_id=f"weather_scores_{ids[0]}_x", created_at=init, uid_5_score=0.5
+                )
+            )
+        report = import_reference(url, database.engine, settings)
+    finally:
+        engine.dispose()
+        pg_server.drop_database(url)
+    assert report.tables["weather_forecast_runs"].skipped == {"other Gaia runs of the same init time": 1}
+    with database.engine.connect() as conn:
+        run = conn.execute(sa.select(forecast_runs)).one()
+        assert (run.run_initiation_time, run.status) == (init + timedelta(hours=1), "completed")
+        assert conn.execute(sa.select(round_scores.c.miner_uid, round_scores.c.score)).all() == [(5, 0.5)]

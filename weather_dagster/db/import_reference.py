@@ -21,7 +21,8 @@ node_table.uid/hotkey/coldkey/ip/port  miners.uid/hotkey/coldkey/ip ('' if NULL)
                                        so weights zero the same address-less uids as Gaia did
 node_table.stake, last_updated         miners.stake (0 if NULL), updated_at
 node_table.incentive/trust/vtrust/...  -
-runs.gfs_init_time_utc                 weather_forecast_runs.gfs_init_time_utc (the natural key)
+runs.gfs_init_time_utc                 weather_forecast_runs.gfs_init_time_utc (the natural key; of two Gaia
+                                       runs for one init time, the one with a round vector, else the latest)
 runs.run_initiation_time               run_initiation_time, created_at, updated_at
 runs.status                            status: completed -> completed, failure words -> error, else
                                        expired (imported rounds are history, never resumed here)
@@ -239,24 +240,28 @@ class _Copy:
         r, resp, t = g.runs.c, g.responses.c, forecast_runs.c
         counts = dict(self.src.execute(sa.select(resp.run_id, sa.func.count()).group_by(resp.run_id)).all())
         existing = dict(self.dst.execute(sa.select(t.gfs_init_time_utc, t.run_initiation_time)).all())
-        query = sa.select(*g.runs.c).order_by(r.id)
+        query = sa.select(*g.runs.c)
         if self.since is not None:
             query = query.where(r.gfs_init_time_utc >= self.since)
+        # Two Gaia runs for one init time (a restarted round): keep the one with a round vector, else the latest.
+        task_ids = self.src.execute(sa.select(g.score_table.c.task_id).where(g.score_table.c.task_name == "weather"))
+        with_vector = {parsed[0] for parsed in map(g.vector_run_id, task_ids.scalars()) if parsed}
+        ordered = sorted(self.src.execute(query), key=lambda row: (row.id not in with_vector, -row.id))
         offset = timedelta(hours=self.settings.round.previous_step_offset_hours)
         pending: dict[datetime, int] = {}
         rows = []
-        for row in self.src.execute(query):
+        for row in ordered:
             report.read += 1
             init = g.utc(row.gfs_init_time_utc)
             if init in existing and existing[init] != g.utc(row.run_initiation_time):
                 report.skip("rounds this project already has")
                 continue
             if init in pending:
-                report.skip("duplicate gfs_init_time_utc in Gaia")
+                report.skip("other Gaia runs of the same init time")
                 continue
             pending[init] = row.id
             rows.append(gaia_rows.run(row, counts.get(row.id, 0), offset))
-        self._insert(forecast_runs, rows)
+        self._insert(forecast_runs, sorted(rows, key=lambda row: row["gfs_init_time_utc"]))  # ids in time order
         found = self.dst.execute(sa.select(t.gfs_init_time_utc, t.id)).all()
         self.run_ids = {pending[init]: run_id for init, run_id in found if init in pending}
 
