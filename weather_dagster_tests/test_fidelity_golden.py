@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -46,12 +45,13 @@ def fixture_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _report_counts():
+def _report_counts(request):
+    """Print how many quantities were compared (the issue's "must show"), past pytest's capture."""
     yield
     total = sum(COMPARED.values())
-    sys.__stdout__.write(
-        f"\n[fidelity] compared {total} quantities over {len(COMPARED)} golden cases (reference profile)\n"
-    )
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    with capman.global_and_fixture_disabled():
+        print(f"\n[fidelity] compared {total} quantities over {len(COMPARED)} golden cases (reference profile)")
 
 
 def _settings() -> ScoringSettings:
