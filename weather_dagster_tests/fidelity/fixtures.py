@@ -141,7 +141,13 @@ ERA5_KINDS: tuple[ForecastKind, ...] = (
     ForecastKind("biased", noise=0.15, bias=0.5),
     ForecastKind("noisy", noise=1.2),
     ForecastKind("climatology", base="clim", note="climatology as forecast"),
-    ForecastKind("constant", base="constant", note="every field constant: ACC undefined"),
+    ForecastKind("constant", base="constant", note="every field constant"),
+    ForecastKind(
+        "clim_atmos",
+        base="clim_atmos",
+        noise=0.15,
+        note="surface: truth + noise; pressure levels: climatology (ACC undefined)",
+    ),
     ForecastKind("nan_inside_few", noise=0.15, nan_cells=((30, 40),), note="1 NaN cell"),
     ForecastKind(
         "nan_inside_many", noise=0.15, nan_cells=((20, 10), (30, 40), (40, 70), (50, 100), (60, 130)), note="5 cells"
@@ -192,7 +198,8 @@ def _miner_grid(kind: ForecastKind) -> tuple[np.ndarray, np.ndarray]:
 
 def _forecast(kind: ForecastKind, var: str, level: int | None, valid: str, slot: str, label: str) -> np.ndarray:
     lat, lon = _miner_grid(kind)
-    if kind.base == "clim":
+    climatology_here = kind.base == "clim" or (kind.base == "clim_atmos" and level is not None)
+    if climatology_here:
         out = clim_field(var, level, slot, lat, lon)
     elif kind.base == "constant":
         out = np.full((lat.size, lon.size), float(np.mean(_base(var, level, lat)[0])))
@@ -201,7 +208,7 @@ def _forecast(kind: ForecastKind, var: str, level: int | None, valid: str, slot:
     else:
         out = truth_field(var, level, valid, lat, lon, slot)
     amp = _base(var, level, lat)[1]
-    if kind.noise:
+    if kind.noise and not climatology_here:
         out = out + kind.noise * amp * _noise(f"{label}/{var}/{level}", out.shape)
     if kind.bias:
         out = out + kind.bias * amp
