@@ -118,11 +118,13 @@ class _Checker:
     def __init__(self, case_id: str, skip: set[str] | None = None) -> None:
         self.case_id, self.skip, self.failures, self.count = case_id, skip or set(), [], 0
 
-    def check(self, key: str, actual, expected) -> None:
+    def check(self, key: str, actual, expected, atol: float | None = None) -> None:
         if key in self.skip:
             return
         self.count += 1
         a = None if actual is None else float(actual)
+        if atol is not None and a is not None and expected is not None and abs(a - expected) <= atol:
+            return
         if not _close(a, expected):
             self.failures.append(f"{key}: project {a!r} vs reference {expected!r}")
 
@@ -205,17 +207,27 @@ def test_era5_lead(case: dict, fixture_dir: Path) -> None:
     exp = case["expected"]
     c = _Checker(case["id"], _deployed_only(case))
     c.equal("status", result.status, exp["status"])
+    # A forecast equal to the truth is the one case where float rounding inside the reference's
+    # interp_like decides a number: its RMSEs are 1e-9..1e-5 instead of 0, so the lead's middle RMSE
+    # (and with it the 0.1-weighted RMSE term) is rounding noise. There RMSEs are held to 1e-4
+    # absolute and the score to the RMSE term's range; everything else is compared as usual. (A live
+    # forecast cannot equal ERA5: the truth is published days after the forecast is frozen.)
+    rounding_only = case["fixture"] == "perfect"
+    rmse_atol = 1e-4 if rounding_only else None
     if exp["status"] == "scored" and result.status == "scored":
-        c.check("score", result.score, exp["score"])
+        c.check("score", result.score, exp["score"], atol=0.1 * 0.5 if rounding_only else None)
         for var, e in exp["variables"].items():
             got = result.variables.get(var)
             for m in ("rmse", "acc", "skill"):
-                c.check(f"{var}.{m}", None if got is None else getattr(got, m), e[m])
+                c.check(
+                    f"{var}.{m}", None if got is None else getattr(got, m), e[m], rmse_atol if m == "rmse" else None
+                )
             levels = {lc.level: lc.metrics for lc in got.levels} if got is not None else {}
             for lev, le in e["levels"].items():
                 m_ = levels.get(int(lev))
                 for m in ("rmse", "acc", "skill"):
-                    c.check(f"{var}@{lev}.{m}", None if m_ is None else getattr(m_, m), le[m])
+                    atol = rmse_atol if m == "rmse" else None
+                    c.check(f"{var}@{lev}.{m}", None if m_ is None else getattr(m_, m), le[m], atol)
     c.done()
 
 
