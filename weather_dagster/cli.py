@@ -75,6 +75,40 @@ def _add_celery_config(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_celery_config)
 
 
+def _import_reference(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from weather_dagster.db.engine import Database
+    from weather_dagster.db.gaia_source import ImportReferenceError
+    from weather_dagster.db.import_reference import import_reference
+
+    settings = load_settings()
+    since = datetime.fromisoformat(args.since) if args.since else None
+    if since is not None:  # a bare date/time is UTC, like every time in this project
+        since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
+    database = Database(settings.resolved_database_url)  # migrated to head on first use
+    try:
+        report = import_reference(args.source, database.engine, settings, since=since)
+    except ImportReferenceError as exc:
+        print(f"weather-dagster: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        database.dispose()
+    print(f"imported into {database!r}")
+    print("\n".join(report.lines()))
+    return 0
+
+
+def _add_import_reference(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "import-reference",
+        help="copy a Gaia v2.9.x validator database's weather history into this project's tables (idempotent)",
+    )
+    parser.add_argument("--from", dest="source", required=True, help="the Gaia database URL (postgresql://...)")
+    parser.add_argument("--since", help="only rounds initialised at or after this UTC date/time (ISO 8601)")
+    parser.set_defaults(handler=_import_reference)
+
+
 def _add_miners(sub: argparse._SubParsersAction) -> None:
     from weather_dagster.miners.demo.cli import add_miners_command
 
@@ -101,6 +135,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_synthetic,
     _add_miners,
     _add_demo,
+    _add_import_reference,
 ]
 
 

@@ -159,3 +159,15 @@ def test_kernel_agrees_with_direct_float64_formulas(f, o, c, r):
     if math.isfinite(expected["acc"]) and math.isfinite(m.acc):
         assert m.acc == pytest.approx(expected["acc"], abs=1e-6)
     assert -1.0 <= m.acc <= 1.0 or math.isnan(m.acc)
+
+
+def test_constant_field_has_no_correlation_and_a_nearly_constant_one_is_exact():
+    w = np.array([0.2, 1.0, 0.7, 0.1])
+    o = np.arange(20, dtype=np.float32).reshape(4, 5)
+    constant = np.full((4, 5), 101325.0, dtype=np.float32)
+    m = field_metrics(constant, o, w, climatology=np.zeros((4, 5), np.float32), pattern=o)
+    assert math.isnan(m.pattern_correlation) and math.isnan(m.acc)  # undefined, not a rounding artefact
+    nearly = constant.copy()
+    nearly[1, 2] += 0.0078125  # one ulp-scale bump on a 1e5 field: the one-pass moments cancel
+    bumped = field_metrics(nearly, nearly, w, pattern=nearly)
+    assert bumped.pattern_correlation == pytest.approx(1.0, abs=1e-12)

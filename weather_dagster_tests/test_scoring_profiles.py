@@ -217,3 +217,15 @@ def test_profile_is_one_validated_setting():
     assert not any(CORRECTED.as_dict().values()) and all(REFERENCE.as_dict().values())
     with pytest.raises(ValueError):
         ScoringSettings(profile="mine")
+
+
+def test_extreme_values_are_scored_under_reference_and_rejected_under_corrected():
+    def extreme(name, level, f):
+        if name == "msl":
+            f[10, 10] = 1e13
+        return f
+
+    ref = score({1: Forecast(edit=extreme)}, REF)[1]
+    assert ref.status == SCORED and ref.variables["msl"].rmse > 1e9  # the deployed guard never runs
+    cor = score({1: Forecast(edit=extreme)}, COR)[1]
+    assert cor.status == "rejected" and "beyond" in cor.reason

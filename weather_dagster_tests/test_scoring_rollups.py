@@ -139,3 +139,9 @@ def test_coldkey_penalty_is_inert_under_the_reference_profile():
         rounds, NO_BURN.model_copy(update={"profile": "corrected"}), valid_address=everyone, coldkeys=coldkeys
     )
     assert corrected.weights[1] < corrected.weights[5]
+
+
+def test_burn_goes_to_the_uid_of_the_burn_hotkey_when_the_metagraph_has_it():
+    vector = compute_weights([{1: 1.0, 2: 0.5}], S, valid_address={1: True, 2: True}, burn_uid=42)
+    assert vector.weights[42] == pytest.approx(0.75) and vector.details["burn_uid"] == 42
+    assert compute_weights([{1: 1.0}], S).details["burn_uid"] == S.burn_uid

@@ -35,7 +35,7 @@ from dagster import (
 from weather_dagster.core.errors import SourceError, TruthNotAvailable
 from weather_dagster.dagster_defs.partitions import era5_dates, gfs_analysis_times, round_dates
 from weather_dagster.reference.cache import CacheResult
-from weather_dagster.reference.canonical import check_dataset, summarize
+from weather_dagster.reference.canonical import REJECTED, check_dataset, summarize
 from weather_dagster.reference.climatology import climatology_key, parse_climatology_key
 from weather_dagster.reference.sources import ReferenceData
 from weather_dagster.settings import Settings
@@ -74,10 +74,15 @@ def _result(result: CacheResult, reference: ReferenceData, started: float) -> Ma
         "download_duration_s": MetadataValue.float(float(info.get("build_duration_s", 0.0))),
         "duration_s": MetadataValue.float(round(time.monotonic() - started, 3)),
         "cache_path": MetadataValue.path(str(result.path)),
+        # Fields quarantined for an implausible value (stored as NaN; reading one raises, naming it).
+        "rejected_fields": MetadataValue.json(dict(ds.attrs.get(REJECTED) or {})),
     }
     if "bytes_read" in info:  # measured for the GFS range reads (Zarr reads go through fsspec)
         metadata["bytes_read"] = MetadataValue.int(int(info["bytes_read"]))
         metadata["http_requests"] = MetadataValue.int(int(info.get("requests", 0)))
+    for key in ("chunks_read", "chunk_bytes_decoded", "neighbour_slices_cached"):  # climatology block reads
+        if key in info:
+            metadata[key] = MetadataValue.int(int(info[key]))
     checks = [
         AssetCheckResult(
             check_name=name,

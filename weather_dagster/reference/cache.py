@@ -21,8 +21,8 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,44 @@ class PartitionCache:
                 yield
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    @contextmanager
+    def claim(self, kind: str, keys: Iterable[str]) -> Iterator[set[str]]:
+        """Lock, without waiting, each entry of ``keys`` that is neither valid nor being built.
+
+        Yields the claimed keys (the caller may :meth:`put` them); all are released on exit. Used to
+        write partitions that a read fetched as a by-product (a climatology block's neighbours):
+        a key someone else holds is skipped, never waited for, so builders cannot deadlock.
+        """
+        claimed: set[str] = set()
+        with ExitStack() as stack:
+            for key in keys:
+                if self.is_valid(kind, key):
+                    continue
+                path = self.path(kind, key)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                handle = stack.enter_context(open(path.with_name(path.name + ".lock"), "a+"))
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                stack.callback(fcntl.flock, handle.fileno(), fcntl.LOCK_UN)
+                if self.is_valid(kind, key):  # finished between the check and the lock
+                    continue
+                claimed.add(key)
+            yield claimed
+
+    def put(self, kind: str, key: str, dataset: xr.Dataset, info: dict[str, Any]) -> None:
+        """Write an entry the caller holds (through :meth:`claim`), atomically like any other."""
+        path = self.path(kind, key)
+        self._clean(path)
+        self._write_atomically(path, dataset, info)
+
+    def spill_dir(self) -> Path:
+        """Scratch space on the cache's file system, for builders that stream through disk."""
+        path = self.root / "_spill"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def get_or_create(
         self, kind: str, key: str, build: Callable[[], tuple[xr.Dataset, dict[str, Any]]], load: bool = True

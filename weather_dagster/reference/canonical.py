@@ -2,8 +2,11 @@
 
 One ``xr.Dataset`` per partition: surface variables ``(lat, lon)``, atmospheric variables
 ``(pressure_level, lat, lon)``, float32, latitude 90 -> -90, longitude 0 -> 360 - step, CF units.
-Every field is checked (shape, finite, loose physical range) before it can enter a dataset, so a
-bad source fails loudly at download time instead of producing a silently wrong score.
+Every field is checked before it can enter a dataset, so a bad source fails loudly at download time
+instead of producing a silently wrong score. A wrong grid or a NaN fails the whole partition (the
+source is broken or not yet published); a value outside the field's physical range quarantines just
+that field: it is stored as NaN and named in the ``rejected_fields`` attribute, and reading it raises
+a :class:`SourceError` naming it, so only the scores that need that field stop.
 """
 
 from __future__ import annotations
@@ -15,20 +18,53 @@ import xarray as xr
 
 from weather_dagster.core.errors import SourceError
 from weather_dagster.reference.grid import Grid
-from weather_dagster.reference.variables import VARIABLES
+from weather_dagster.reference.variables import VARIABLES, plausible_range
+
+REJECTED = "rejected_fields"  # dataset attribute: {field label: problem}
 
 
-def check_field(values: np.ndarray, variable: str, level: int | None, grid: Grid, url: str) -> None:
+def field_label(variable: str, level: int | None, lead_hours: int | None = None) -> str:
+    """``z1000``, ``2t``; with a lead (GFS forecast partitions) ``z1000@12h``."""
+    label = variable if level is None else f"{variable}{level}"
+    return label if lead_hours is None else f"{label}@{lead_hours}h"
+
+
+def range_problem(values: np.ndarray, variable: str, level: int | None) -> str | None:
+    """Why a finite field is implausible (outside its per-level physical range), or None."""
+    low, high = plausible_range(variable, level)
+    vmin, vmax = float(np.min(values)), float(np.max(values))
+    if vmin < low or vmax > high:
+        where = f"{variable}" + (f" at {level} hPa" if level is not None else "")
+        return f"{where} outside its plausible range [{low:.6g}, {high:.6g}]: min {vmin:g}, max {vmax:g}"
+    return None
+
+
+def check_field(values: np.ndarray, variable: str, level: int | None, grid: Grid, url: str) -> str | None:
+    """Raise for a wrong shape or non-finite values; return the range problem (None if plausible).
+
+    The caller quarantines a field with a range problem (:func:`quarantine`) instead of failing
+    every other field of the partition with it.
+    """
     where = f"{variable}" + (f" at {level} hPa" if level is not None else "")
     if values.shape != grid.shape:
         raise SourceError(url, f"wrong grid for {where}: shape {values.shape}, expected {grid.shape}")
     finite = np.isfinite(values)
     if not finite.all():
         raise SourceError(url, f"NaN or infinite values in {where}: {int((~finite).sum())} of {values.size} points")
-    low, high = VARIABLES[variable].plausible_range
-    vmin, vmax = float(values.min()), float(values.max())
-    if vmin < low or vmax > high:
-        raise SourceError(url, f"{where} outside its plausible range [{low}, {high}]: min {vmin:g}, max {vmax:g}")
+    return range_problem(values, variable, level)
+
+
+def check_fields(
+    fields: dict[tuple[str, int | None], np.ndarray], grid: Grid, url: str, lead_hours: int | None = None
+) -> dict[str, str]:
+    """Check every field; out-of-range ones are replaced by NaN in ``fields`` and returned by label."""
+    rejected: dict[str, str] = {}
+    for (name, level), values in fields.items():
+        problem = check_field(values, name, level, grid, url)
+        if problem is not None:
+            rejected[field_label(name, level, lead_hours)] = problem
+            fields[(name, level)] = np.full(values.shape, np.nan, dtype=np.float32)
+    return rejected
 
 
 def canonical_dataset(
@@ -61,6 +97,11 @@ def field_of(dataset: xr.Dataset, variable: str, level_hpa: int | None, **select
     """One float32 2-D field out of a canonical dataset (``selection`` e.g. ``lead_hours=12``)."""
     if variable not in dataset:
         raise KeyError(f"variable {variable!r} is not in this reference dataset")
+    rejected = dataset.attrs.get(REJECTED) or {}
+    for label in (field_label(variable, level_hpa), field_label(variable, level_hpa, selection.get("lead_hours"))):
+        if label in rejected:
+            url = str(dataset.attrs.get("source_url", "?"))
+            raise SourceError(url, f"{label} was rejected when the source was read: {rejected[label]}")
     da = dataset[variable]
     if selection:
         da = da.sel(selection)
@@ -79,8 +120,14 @@ def summarize(dataset: xr.Dataset) -> dict[str, dict[str, float]]:
 
 
 def check_dataset(dataset: xr.Dataset, grid: Grid) -> dict[str, str]:
-    """Problems found in a canonical dataset by check name (grid, units, nan); empty when all pass."""
+    """Problems found in a canonical dataset by check name (grid, units, nan); empty when all pass.
+
+    Quarantined fields (NaN by design) fail the units check by name, not the NaN check.
+    """
     problems: dict[str, str] = {}
+    rejected = dataset.attrs.get(REJECTED) or {}
+    if rejected:
+        problems["units"] = "rejected fields: " + "; ".join(f"{k}: {v}" for k, v in sorted(rejected.items()))
     try:
         found = Grid.from_coords(dataset["lat"].values, dataset["lon"].values)
         if found != grid:
@@ -94,16 +141,27 @@ def check_dataset(dataset: xr.Dataset, grid: Grid) -> dict[str, str]:
         spec = VARIABLES.get(str(name))
         if spec is None:
             continue
-        values = da.values
-        if not np.isfinite(values).all():
-            problems["nan"] = f"{name} has NaN or infinite values"
-            continue
-        low, high = spec.plausible_range
         if da.attrs.get("units") != spec.units:
             problems["units"] = f"{name} units {da.attrs.get('units')!r}, expected {spec.units!r}"
-        elif values.min() < low or values.max() > high:
-            problems["units"] = f"{name} outside [{low}, {high}]"
+        for label, level, values in _fields_of(da, str(name)):
+            if any(key == label or key.startswith(label + "@") for key in rejected):
+                continue
+            if not np.isfinite(values).all():
+                problems.setdefault("nan", f"{label} has NaN or infinite values")
+                continue
+            problem = range_problem(values, str(name), level)
+            if problem is not None:
+                problems.setdefault("units", problem)
     return problems
+
+
+def _fields_of(da: xr.DataArray, name: str):
+    """(label, level, values) per pressure level (all leads together): ranges are per level."""
+    if "pressure_level" not in da.dims:
+        yield field_label(name, None), None, da.values
+        return
+    for level in da["pressure_level"].values:
+        yield field_label(name, int(level)), int(level), da.sel(pressure_level=level).values
 
 
 def orient(da: xr.DataArray, grid: Grid, url: str) -> np.ndarray:

@@ -16,8 +16,9 @@ import pandas as pd
 import xarray as xr
 
 from weather_dagster.core.errors import SourceError, TruthNotAvailable
-from weather_dagster.reference.canonical import canonical_dataset, check_field, orient
+from weather_dagster.reference.canonical import REJECTED, canonical_dataset, check_fields, orient
 from weather_dagster.reference.grid import Grid
+from weather_dagster.reference.http import Timeouts
 from weather_dagster.reference.variables import VARIABLES
 from weather_dagster.reference.zarr_http import LazyConsolidatedStore, read
 
@@ -32,11 +33,11 @@ def _naive_utc(when: datetime) -> np.datetime64:
 class Era5Store:
     url: str
     grid: Grid
-    timeout_s: float = 60.0
+    timeouts: Timeouts = field(default_factory=Timeouts)
     _store: LazyConsolidatedStore = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._store = LazyConsolidatedStore(self.url, self.timeout_s)
+        self._store = LazyConsolidatedStore(self.url, self.timeouts)
 
     def dataset(self) -> xr.Dataset:
         return self._store.dataset()
@@ -91,6 +92,6 @@ class Era5Store:
                     fields[(name, level)] = np.ascontiguousarray(values[level_index[level]])
             else:
                 fields[(name, None)] = orient(read(da, self.url), self.grid, self.url)
-        for (name, level), values in fields.items():
-            check_field(values, name, level, self.grid, self.url)
-        return canonical_dataset(fields, variables, levels, self.grid, attrs={"source": "era5", "source_url": self.url})
+        rejected = check_fields(fields, self.grid, self.url)
+        attrs = {"source": "era5", "source_url": self.url, REJECTED: rejected}
+        return canonical_dataset(fields, variables, levels, self.grid, attrs=attrs)

@@ -12,7 +12,7 @@ import struct
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,7 +20,7 @@ import numpy as np
 import xarray as xr
 
 from weather_dagster.core.errors import SourceError
-from weather_dagster.reference.canonical import canonical_dataset, check_field
+from weather_dagster.reference.canonical import REJECTED, canonical_dataset, check_fields
 from weather_dagster.reference.grid import Grid
 from weather_dagster.reference.http import HttpReader
 from weather_dagster.reference.variables import GRAVITY, VARIABLES
@@ -37,9 +37,16 @@ class IdxEntry:
     ftime: str
 
 
+# GFS v16 (NWS notice SCN 21-20) moved the files under ``atmos/`` from its first cycle, 2021-03-22 12Z;
+# the archive keeps older cycles at ``gfs.YYYYMMDD/HH/gfs.tHHz...`` with no ``atmos/`` part.
+ATMOS_PATH_SINCE = datetime(2021, 3, 22, 12, tzinfo=UTC)
+
+
 def gfs_url(base_url: str, init_time: datetime, lead_hours: int) -> str:
     cycle = f"{init_time:%H}"
-    return f"{base_url.rstrip('/')}/gfs.{init_time:%Y%m%d}/{cycle}/atmos/gfs.t{cycle}z.pgrb2.0p25.f{lead_hours:03d}"
+    when = init_time.replace(tzinfo=UTC) if init_time.tzinfo is None else init_time
+    atmos = "atmos/" if when >= ATMOS_PATH_SINCE else ""
+    return f"{base_url.rstrip('/')}/gfs.{init_time:%Y%m%d}/{cycle}/{atmos}gfs.t{cycle}z.pgrb2.0p25.f{lead_hours:03d}"
 
 
 def ftime_label(lead_hours: int) -> str:
@@ -207,7 +214,6 @@ def decode_messages(
                 values = np.asarray(level_da.values, dtype=np.float32)
                 if variable == "z":
                     values = values * np.float32(GRAVITY)
-                check_field(values, variable, level, grid, url)
                 fields[(variable, level)] = values
     return fields
 
@@ -227,6 +233,7 @@ class GfsLoad:
     url: str
     bytes_read: int
     requests: int
+    rejected: dict[str, str]  # field label -> range problem (quarantined as NaN)
 
 
 def load_gfs(
@@ -251,5 +258,8 @@ def load_gfs(
         for variable, path in paths.items():
             mine = [(v, lvl) for v, lvl in wanted if v == variable]
             fields.update(decode_messages(path, mine, lead_hours, grid, url))
-    dataset = canonical_dataset(fields, variables, levels, grid, attrs={"source": "gfs", "source_url": url})
-    return GfsLoad(dataset, url, reader.bytes_read - before_bytes, reader.requests - before_requests)
+    # f000 (the analysis) is read per field without a lead; forecast fields are named with theirs.
+    rejected = check_fields(fields, grid, url, lead_hours or None)
+    attrs = {"source": "gfs", "source_url": url, REJECTED: rejected}
+    dataset = canonical_dataset(fields, variables, levels, grid, attrs=attrs)
+    return GfsLoad(dataset, url, reader.bytes_read - before_bytes, reader.requests - before_requests, rejected)

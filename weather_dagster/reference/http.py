@@ -3,21 +3,73 @@
 Only blips (connection reset, 5xx, timeouts) are retried here, a few times within seconds; longer
 outages surface as :class:`SourceError` so the step table schedules the next attempt (SPEC section 5).
 Every failure names the URL and the problem.
+
+Timeouts (:class:`Timeouts`, from the reference settings) never cap a whole transfer: ARCO's level
+chunks are ~150 MB, minutes on a slow link. A transfer fails when connecting takes too long, when no
+byte arrives for the idle-read time (a stalled server), or when a progress window passes with less
+than the minimum bytes (a trickle that dodges the idle timeout): the same rules for the GFS range
+reads (httpx, here) and the Zarr chunk reads (aiohttp, :mod:`zarr_http`).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
 from weather_dagster.core.errors import SourceError
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    connect_s: float = 15.0
+    idle_read_s: float = 60.0  # also the wait for the answer's first byte
+    progress_window_s: float = 60.0
+    progress_min_bytes: int = 1 << 20
+
+    @classmethod
+    def from_settings(cls, reference: Any) -> Timeouts:
+        return cls(
+            connect_s=reference.http_connect_timeout_s,
+            idle_read_s=reference.http_timeout_s,
+            progress_window_s=reference.http_progress_window_s,
+            progress_min_bytes=reference.http_progress_min_bytes,
+        )
+
+
+class ProgressWatch:
+    """Fails a transfer when a whole window went by with fewer than the minimum bytes.
+
+    Checked as bytes arrive; when none arrive, the idle-read timeout fires instead. A transfer at
+    ``progress_min_bytes / progress_window_s`` or faster always passes, however long it takes.
+    """
+
+    def __init__(self, timeouts: Timeouts, url: str) -> None:
+        self.timeouts = timeouts
+        self.url = url
+        self.window_start = time.monotonic()
+        self.window_bytes = 0
+
+    def add(self, count: int) -> None:
+        self.window_bytes += count
+        elapsed = time.monotonic() - self.window_start
+        if elapsed < self.timeouts.progress_window_s:
+            return
+        if self.window_bytes < self.timeouts.progress_min_bytes:
+            raise _transient(
+                self.url,
+                f"transfer too slow: {self.window_bytes} bytes in {elapsed:.1f}s, below the progress minimum of "
+                f"{self.timeouts.progress_min_bytes} bytes per {self.timeouts.progress_window_s:g}s",
+            )
+        self.window_start, self.window_bytes = time.monotonic(), 0
+
+
 @dataclass
 class HttpReader:
     client: httpx.Client
+    timeouts: Timeouts = field(default_factory=Timeouts)
     retries: int = 2
     backoff_s: float = 0.5
     bytes_read: int = 0
@@ -34,7 +86,9 @@ class HttpReader:
                     raise
                 last = exc
             except httpx.TimeoutException as exc:
-                last = SourceError(url, f"timed out after {self.client.timeout.read}s ({type(exc).__name__})")
+                kind = "connect" if isinstance(exc, httpx.ConnectTimeout) else "idle-read"
+                limit = self.client.timeout.connect if kind == "connect" else self.client.timeout.read
+                last = SourceError(url, f"timed out: no {kind} progress for {limit}s ({type(exc).__name__})")
             except httpx.TransportError as exc:
                 last = SourceError(url, f"transport error: {type(exc).__name__}: {exc}")
             if attempt < self.retries:
@@ -89,8 +143,10 @@ class HttpReader:
     def _read(self, response: httpx.Response, url: str, max_bytes: int) -> bytes:
         chunks = []
         size = 0
+        watch = ProgressWatch(self.timeouts, url)
         try:
             for chunk in response.iter_bytes():
+                watch.add(len(chunk))
                 size += len(chunk)
                 if size > max_bytes:
                     raise SourceError(url, f"response larger than the {max_bytes}-byte limit")
@@ -109,6 +165,11 @@ def _transient(url: str, problem: str) -> SourceError:
     return error
 
 
-def make_client(timeout_s: float) -> httpx.Client:
-    """No redirects: reference URLs are configuration, a redirect elsewhere is an error to see."""
-    return httpx.Client(timeout=httpx.Timeout(timeout_s), follow_redirects=False)
+def make_client(timeouts: Timeouts) -> httpx.Client:
+    """No redirects: reference URLs are configuration, a redirect elsewhere is an error to see.
+
+    httpx's read timeout is per socket read (an idle timeout), never a cap on the whole body."""
+    timeout = httpx.Timeout(
+        connect=timeouts.connect_s, read=timeouts.idle_read_s, write=timeouts.idle_read_s, pool=timeouts.connect_s
+    )
+    return httpx.Client(timeout=timeout, follow_redirects=False)

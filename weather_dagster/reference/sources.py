@@ -24,12 +24,12 @@ import numpy as np
 import xarray as xr
 
 from weather_dagster.reference.cache import CacheResult, PartitionCache
-from weather_dagster.reference.canonical import field_of
-from weather_dagster.reference.climatology import ClimatologyStore, climatology_key
+from weather_dagster.reference.canonical import REJECTED, field_of
+from weather_dagster.reference.climatology import ClimatologyStore, climatology_key, hours_in_use, load_slot
 from weather_dagster.reference.era5 import Era5Store
 from weather_dagster.reference.gfs import load_gfs
 from weather_dagster.reference.grid import Grid
-from weather_dagster.reference.http import HttpReader, make_client
+from weather_dagster.reference.http import HttpReader, Timeouts, make_client
 from weather_dagster.settings import Settings
 
 GFS_ANALYSIS, GFS_FORECAST, ERA5, CLIMATOLOGY = "gfs_analysis", "gfs_forecast", "era5", "climatology"
@@ -53,8 +53,9 @@ class ReferenceData:
         self.cache = PartitionCache(settings.data_dir / "reference", ref.cache_lock_timeout_s)
         self._client = client
         self._client_lock = threading.Lock()
-        self.era5_store = Era5Store(ref.era5_zarr_url, self.grid, ref.http_timeout_s)
-        self.climatology_store = ClimatologyStore(ref.climatology_zarr_url, self.grid, ref.http_timeout_s)
+        self.timeouts = Timeouts.from_settings(ref)
+        self.era5_store = Era5Store(ref.era5_zarr_url, self.grid, self.timeouts)
+        self.climatology_store = ClimatologyStore(ref.climatology_zarr_url, self.grid, self.timeouts)
         self._memo: OrderedDict[tuple[str, str], xr.Dataset] = OrderedDict()
         self._memo_lock = threading.Lock()
         self._memo_size = memo_size
@@ -65,12 +66,12 @@ class ReferenceData:
     def client(self) -> httpx.Client:
         with self._client_lock:
             if self._client is None:
-                self._client = make_client(self.settings.reference.http_timeout_s)
+                self._client = make_client(self.timeouts)
             return self._client
 
     def _reader(self) -> HttpReader:
         ref = self.settings.reference
-        return HttpReader(self.client, retries=ref.http_blip_retries, backoff_s=ref.http_blip_backoff_s)
+        return HttpReader(self.client, self.timeouts, retries=ref.http_blip_retries, backoff_s=ref.http_blip_backoff_s)
 
     def _dataset(self, kind: str, key: str, load) -> xr.Dataset:
         """A lazily opened cached partition (downloaded first if needed); fields are read on demand."""
@@ -129,7 +130,8 @@ class ReferenceData:
             datasets, info = self._gfs(init_time, leads)
             ds = xr.concat(datasets, dim="lead_hours", combine_attrs="override")
             ds = ds.assign_coords(lead_hours=("lead_hours", np.array(leads, dtype=np.int32)))
-            ds.attrs.update(init_time=init_time.isoformat(), source="gfs_forecast")
+            rejected = {k: v for part in datasets for k, v in part.attrs.get(REJECTED, {}).items()}
+            ds.attrs.update(init_time=init_time.isoformat(), source="gfs_forecast", **{REJECTED: rejected})
             return ds, info
 
         key = time_key(init_time)
@@ -149,9 +151,13 @@ class ReferenceData:
     def load_climatology(self, day_of_year: int, hour: int, load: bool = True) -> CacheResult:
         key = climatology_key(day_of_year, hour)
 
-        def build() -> tuple[xr.Dataset, dict[str, Any]]:
-            ds = self.climatology_store.load(day_of_year, hour, self.variables, self.levels)
-            return ds, {"source_urls": [self.climatology_store.url]}
+        def build() -> tuple[xr.Dataset, dict[str, Any]]:  # chunk-aligned: neighbours are cached on the way
+            scoring = self.settings.scoring
+            hours = hours_in_use(
+                self.settings.round.gfs_cycle_hour_utc, scoring.era5_lead_hours + scoring.day1_lead_hours
+            )
+            slot = (day_of_year, hour)
+            return load_slot(self.climatology_store, self.cache, slot, self.variables, self.levels, hours)
 
         return self.cache.get_or_create(CLIMATOLOGY, key, build, load)
 

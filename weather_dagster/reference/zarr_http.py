@@ -6,26 +6,55 @@ Without consolidated metadata, a Zarr store on a server without directory listin
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 import aiohttp
 import xarray as xr
 
 from weather_dagster.core.errors import SourceError
+from weather_dagster.reference.http import ProgressWatch, Timeouts
 from weather_dagster.reference.variables import VARIABLES
 
 
-def open_consolidated(url: str, timeout_s: float, required: Iterable[str] = ()) -> xr.Dataset:
+@functools.cache
+def progress_response_class(timeouts: Timeouts) -> type[aiohttp.ClientResponse]:
+    """An aiohttp response whose ``read()`` (what fsspec calls for every Zarr chunk) enforces the
+    progress rule of :class:`ProgressWatch` while the body streams in; the idle-read timeout is
+    aiohttp's own ``sock_read``. Cached per ``Timeouts`` so fsspec's file-system cache still hits."""
+
+    class ProgressResponse(aiohttp.ClientResponse):
+        async def read(self) -> bytes:
+            if self._body is None:
+                watch = ProgressWatch(timeouts, str(self.url))
+                parts = []
+                try:
+                    async for part in self.content.iter_any():
+                        watch.add(len(part))
+                        parts.append(part)
+                except BaseException:
+                    self.close()
+                    raise
+                self._body = b"".join(parts)
+            return await super().read()
+
+    return ProgressResponse
+
+
+def storage_options(timeouts: Timeouts) -> dict[str, Any]:
+    """fsspec HTTP options: connect and idle-read timeouts, no total, the progress rule on bodies."""
+    timeout = aiohttp.ClientTimeout(
+        total=None, connect=timeouts.connect_s, sock_connect=timeouts.connect_s, sock_read=timeouts.idle_read_s
+    )
+    return {"client_kwargs": {"timeout": timeout, "response_class": progress_response_class(timeouts)}}
+
+
+def open_consolidated(url: str, timeouts: Timeouts, required: Iterable[str] = ()) -> xr.Dataset:
     """Lazily opened (no dask), consolidated-only; every ``required`` variable must be present."""
     try:
-        ds = xr.open_zarr(
-            url,
-            consolidated=True,
-            zarr_format=2,
-            chunks=None,
-            storage_options={"client_kwargs": {"timeout": aiohttp.ClientTimeout(total=timeout_s)}},
-        )
+        ds = xr.open_zarr(url, consolidated=True, zarr_format=2, chunks=None, storage_options=storage_options(timeouts))
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}"
         if ".zmetadata" in text or isinstance(exc, FileNotFoundError | KeyError):
@@ -58,9 +87,9 @@ class LazyConsolidatedStore:
     Shared by the ERA5 and climatology adapters: both need every scored variable present.
     """
 
-    def __init__(self, url: str, timeout_s: float) -> None:
+    def __init__(self, url: str, timeouts: Timeouts) -> None:
         self.url = url
-        self.timeout_s = timeout_s
+        self.timeouts = timeouts
         self._ds: xr.Dataset | None = None
         self._lock = threading.Lock()
 
@@ -68,5 +97,5 @@ class LazyConsolidatedStore:
         with self._lock:
             if self._ds is None:
                 required = [VARIABLES[name].era5_name for name in VARIABLES]
-                self._ds = open_consolidated(self.url, self.timeout_s, required)
+                self._ds = open_consolidated(self.url, self.timeouts, required)
             return self._ds

@@ -268,7 +268,7 @@ def _score_reference(
             tally.total += f.size
             filled = 0
             if bad and not (atmospheric and quirks.clim_fill_skips_pressure_levels):
-                f = np.where(np.isfinite(f), f, c).astype(np.float32)
+                f = np.where(np.isfinite(f), f, c).astype(f.dtype)
                 filled = int(bad)
             metrics = field_metrics(f, o, weights, climatology=c, reference=c, acc_definition=settings.acc_definition)
             skill = metrics.skill
@@ -302,6 +302,9 @@ def _score_reference(
                     acc = skill = math.nan  # the recorded error drops the variable's ACC and skill
                 elif quirks.pressure_level_skill_lost_on_dask and deployed and not tally.border_nan:
                     skill = 0.0
+                    # The component rows get the variable's 0 too (the per-level map came back empty).
+                    for comp in comps:
+                        comp.metrics = replace(comp.metrics, skill=0.0)
                 else:
                     skill = ref.nan_to_num_skill({c.level: c.metrics.skill for c in comps}, level_weights)
                 clim_rmse = math.sqrt(
@@ -327,9 +330,9 @@ def _score_reference(
 
 
 def _decide_variable(result: LeadResult, name: str, tally: ref.VariableTally, settings: ScoringSettings) -> None:
-    """The deployed per-variable gates, in its order: extremes, coverage, surface ACC."""
+    """The deployed per-variable gates, in its order: extremes (never effective as deployed), coverage, surface ACC."""
     where = f"{name} at {result.lead_hours}h"
-    if tally.extreme:
+    if tally.extreme and not settings.quirks.extreme_value_check_skipped:
         result.status, result.reason = (
             REJECTED,
             f"{where}: {tally.extreme} values beyond +-{settings.extreme_value_limit:g}",

@@ -11,7 +11,9 @@ and ``WT/weather_scoring/metrics.py``. The deployed scorer handles one *variable
    replaced by the neighbouring row / column of the interpolated array (top, bottom, left, right,
    each from the unsalvaged array), and - the accident - when any border cell was NaN the array is
    rebuilt as numpy, otherwise it stays a lazy dask array;
-3. any finite ``|value| > 1e12`` rejects the forecast (infinities are not counted there);
+3. any finite ``|value| > 1e12`` is meant to reject the forecast, but the check indexes a computed
+   ``DataArray`` with a 2-D boolean mask, xarray raises, the error is logged at debug level and the
+   check is skipped: extreme values are scored like any other (switch ``extreme_value_check_skipped``);
 4. coverage = finite cells / cells over *all levels of the variable*: < 0.1 rejects the
    forecast, < ``era5_min_finite_coverage_ratio`` (0.9985) ends the scoring of the lead;
 5. gap fill with climatology: works for surface variables; for atmospheric ones the climatology

@@ -31,7 +31,7 @@ makes a correlation NaN (undefined), never 0 or 1.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 import numba
@@ -206,6 +206,36 @@ def _corr(sx: float, sy: float, sxx: float, syy: float, sxy: float, w: float, ce
     return float(min(1.0, max(-1.0, cov / math.sqrt(vx * vy))))
 
 
+ILL_CONDITIONED = 1e-6  # variance / mean square below this: the one-pass moments have cancelled
+
+
+def _ill_conditioned(sxx: float, sx: float, w: float) -> bool:
+    mean_square = sxx / w
+    return mean_square > 0.0 and (mean_square - (sx / w) ** 2) <= ILL_CONDITIONED * mean_square
+
+
+def _corr_two_pass(x: np.ndarray, y: np.ndarray, row_weights: np.ndarray, centred: bool) -> float:
+    """Weighted Pearson correlation by the textbook two-pass formula, over the finite points.
+
+    Only used when the one-pass moments cancel (a nearly constant field), so it may be slow. A
+    field whose variance is exactly 0 has no correlation: NaN, never a rounding artefact.
+    """
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    w = np.broadcast_to(row_weights[:, None], x.shape)
+    ok = np.isfinite(x64) & np.isfinite(y64) & (w > 0)
+    if not ok.any():
+        return math.nan
+    x64, y64, w = x64[ok], y64[ok], w[ok] / w[ok].sum()
+    if centred and (x64.min() == x64.max() or y64.min() == y64.max()):
+        return math.nan  # a constant field: its weighted mean may round, its variance is exactly 0
+    if centred:
+        x64, y64 = x64 - (w * x64).sum(), y64 - (w * y64).sum()
+    vx, vy = (w * x64 * x64).sum(), (w * y64 * y64).sum()
+    if not (vx > 0.0 and vy > 0.0):
+        return math.nan
+    return float(min(1.0, max(-1.0, (w * x64 * y64).sum() / math.sqrt(vx * vy))))
+
+
 def skill_from_mse(mse_forecast: float, mse_reference: float) -> float:
     """``1 - mse_f / mse_ref`` with the reference's rule for a perfect reference."""
     if not (math.isfinite(mse_forecast) and math.isfinite(mse_reference)):
@@ -265,7 +295,11 @@ def field_metrics(
     is NaN; without ``reference`` the skill and clone distance are NaN; without ``pattern`` the
     pattern correlation is taken against the truth.
     """
-    f = np.ascontiguousarray(forecast, dtype=np.float32)
+    # float64 forecasts (an interpolated miner field, as the reference's interp_like returns) are
+    # kept: rounding them to float32 would move RMSEs by ~1e-6 relative.
+    f = np.ascontiguousarray(forecast)
+    if f.dtype not in (np.float32, np.float64):
+        f = f.astype(np.float32)
     if f.ndim != 2:
         raise ValueError(f"expected a 2-D field, got shape {f.shape}")
     o = _as_field(truth, f.shape, "truth")
@@ -284,13 +318,26 @@ def field_metrics(
     masked = not np.all(np.isfinite(sums))
     if masked:
         sums = _sums_masked(f, o, c, r, p, wrow, shift)
-    return metrics_from_sums(
+    metrics = metrics_from_sums(
         sums,
         has_climatology=climatology is not None,
         has_reference=reference is not None,
         centred_acc=acc_definition == "centred",
         masked=masked,
     )
+    w = float(sums[W])
+    if w <= 0.0:
+        return metrics
+    centred = acc_definition == "centred"
+    fixes = {}
+    if climatology is not None and (
+        _ill_conditioned(sums[SAA], sums[SA], w) or _ill_conditioned(sums[SBB], sums[SB], w)
+    ):
+        c64 = c.astype(np.float64)
+        fixes["acc"] = _corr_two_pass(f.astype(np.float64) - c64, o.astype(np.float64) - c64, wrow, centred)
+    if _ill_conditioned(sums[SXX], sums[SX], w) or _ill_conditioned(sums[SYY], sums[SY], w):
+        fixes["pattern_correlation"] = _corr_two_pass(f, p, wrow, True)
+    return replace(metrics, **fixes) if fixes else metrics
 
 
 def warm_up() -> None:

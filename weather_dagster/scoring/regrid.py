@@ -15,8 +15,9 @@ Two behaviours, chosen by the profile's switches (``settings/profile.py``):
 - ``corrected`` interpolates only when the grids differ, bilinear, periodic in longitude, NaN only
   where a target latitude lies outside the miner's latitude range (the edge seam rule then fills it).
 
-Both return float32 (nlat, nlon) arrays on ``target``; a field already on the target grid with no
-NaN is returned as it is (the reference's ``interp_like`` reproduces it to the last bit but one).
+Both return (nlat, nlon) arrays on ``target``: float64 when interpolated (as ``interp_like``),
+float32 when the field was already on the target grid (the reference's ``interp_like`` reproduces
+such a field to the last bit but one).
 """
 
 from __future__ import annotations
@@ -118,7 +119,9 @@ def to_truth_grid(field: np.ndarray, source: AnyGrid, target: Grid, quirks: Scor
     spread = quirks.interp_like_always
     rows = _to_axis(field, lat, target_lat, 0, periodic=False, spread=spread)
     out = _to_axis(rows, lon, target_lon, 1, periodic=not quirks.interp_not_periodic, spread=spread)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    # An interpolated field stays float64, like interp_like's output; one on its own grid keeps its dtype.
+    dtype = np.float64 if out.dtype == np.float64 else np.float32
+    return np.ascontiguousarray(out, dtype=dtype)
 
 
 def to_grid(field: np.ndarray, source: AnyGrid, target: Grid) -> np.ndarray:

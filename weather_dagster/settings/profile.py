@@ -58,6 +58,10 @@ class ScoringQuirks:
     # ERA5: an undefined surface ACC fails the miner's whole lead; an ACC error on an atmospheric
     # variable drops that variable's ACC and skill.
     undefined_acc_fails_or_drops: bool = True
+    # ERA5: the extreme-value guard (|value| > 1e12 -> verification failed, ~3262) boolean-indexes the
+    # computed *DataArray* with a 2-D mask; xarray raises, the error is swallowed and the check never
+    # runs. Extreme values are scored (their skill clamps to 0, their RMSE dominates the median).
+    extreme_value_check_skipped: bool = True
     # Weights: the node query has no coldkey, so the coldkey down-weighting never applies.
     coldkey_penalty_inert: bool = True
     # Round vector: winner ties are exact float equality.

@@ -15,7 +15,15 @@ class ReferenceSettings(SettingsSection):
     climatology_zarr_url: str = (
         "https://storage.googleapis.com/weatherbench2/datasets/era5-hourly-climatology/1990-2019_6h_1440x721.zarr"
     )
+    # Reference reads never cap a whole transfer (an ARCO level chunk is ~150 MB): they fail when
+    # connecting takes longer than http_connect_timeout_s, when no byte arrives for http_timeout_s
+    # (idle read, also the wait for the first byte), or when a progress window of
+    # http_progress_window_s brings fewer than http_progress_min_bytes (a trickle; the default
+    # minimum, 1 MiB a minute, still moves a 150 MB chunk in under 2.5 hours).
     http_timeout_s: float = Field(60.0, gt=0.0, le=3600.0)
+    http_connect_timeout_s: float = Field(15.0, gt=0.0, le=600.0)
+    http_progress_window_s: float = Field(60.0, gt=0.0, le=3600.0)
+    http_progress_min_bytes: int = Field(1 << 20, ge=1)
     max_grib_message_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     # The grid truth is checked against (0.25 in production; coarse grids for tests and the demo).
     grid_resolution_deg: float = Field(0.25, gt=0.0, le=10.0)

@@ -82,8 +82,11 @@ class ScoringSettings(SettingsSection):
     low_cv_exponent: float = Field(1.3, gt=0.0)
     # validator.py ~5455: with nothing positive, all weight goes to uid 252.
     fallback_uid: int = Field(252, ge=0, le=255)
-    # The reference scales miners to 25% and gives 75% to a burn uid; documented, on by default.
+    # The reference scales miners to 25% and gives 75% to the uid of a burn hotkey
+    # (``gaia/validator/weights/burn.py``: BURN_MINER_EMISSION, BURN_RATE, BURN_HOTKEY defaults); on by default.
     burn_enabled: bool = True
+    # The burn goes to the uid that holds this hotkey in the metagraph; ``burn_uid`` when none does.
+    burn_hotkey: str = "5GmhjCqDTsRcKqPFw4FDig8tVBfFGNrwP8ywe5En5hnELwDQ"
     burn_uid: int = Field(0, ge=0, le=255)
     burn_share: float = Field(0.75, ge=0.0, le=1.0)
     # The reference down-weights coldkeys owning >= 3 hotkeys by 1 - (n - 3) * 0.8 / 7 (0 from 10).

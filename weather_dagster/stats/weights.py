@@ -85,6 +85,7 @@ def compute_weights(
     *,
     valid_address: Mapping[int, bool] | None = None,
     coldkeys: Mapping[int, str] | None = None,
+    burn_uid: int | None = None,
 ) -> WeightVector:
     sums = np.zeros(N_UIDS)
     for vector in round_vectors:
@@ -109,8 +110,10 @@ def compute_weights(
                 adjusted[uid] *= factor
     shaped, details = normalise(adjusted, settings)
     if settings.burn_enabled:
+        burn_to = settings.burn_uid if burn_uid is None else burn_uid
         shaped = shaped * (1.0 - settings.burn_share)
-        shaped[settings.burn_uid] += settings.burn_share
+        shaped[burn_to] += settings.burn_share
+        details["burn_uid"] = burn_to
     details.update(
         rounds=len(round_vectors),
         burn=settings.burn_enabled,
@@ -146,12 +149,16 @@ def load_window(conn: sa.Connection, until: datetime, settings: ScoringSettings)
 
 
 def weights_for(conn: sa.Connection, until: datetime, settings: ScoringSettings) -> WeightVector:
-    metagraph = conn.execute(sa.select(miners.c.uid, miners.c.ip, miners.c.port, miners.c.coldkey)).all()
+    metagraph = conn.execute(
+        sa.select(miners.c.uid, miners.c.ip, miners.c.port, miners.c.coldkey, miners.c.hotkey)
+    ).all()
+    burn_uid = next((uid for uid, _ip, _port, _ck, hotkey in metagraph if hotkey == settings.burn_hotkey), None)
     return compute_weights(
         load_window(conn, until, settings),
         settings,
-        valid_address={uid: valid_address(ip, port) for uid, ip, port, _ck in metagraph},
-        coldkeys={uid: ck for uid, _ip, _port, ck in metagraph},
+        valid_address={uid: valid_address(ip, port) for uid, ip, port, _ck, _hk in metagraph},
+        coldkeys={uid: ck for uid, _ip, _port, ck, _hk in metagraph},
+        burn_uid=burn_uid,
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import eccodes
 import numpy as np
 
+from weather_dagster.reference.gfs import gfs_url
 from weather_dagster.reference.grid import Grid
 from weather_dagster.reference.variables import PRESSURE_LEVELS_HPA, VARIABLES
 
@@ -149,9 +150,9 @@ def gfs_messages(
 
 
 def gfs_path(root: Path, init_time: datetime, lead_hours: int) -> Path:
-    """Where NOAA keeps this file, relative to the GFS base URL (same layout under ``root``)."""
-    cycle = f"{init_time:%H}"
-    return root / f"gfs.{init_time:%Y%m%d}" / cycle / "atmos" / f"gfs.t{cycle}z.pgrb2.0p25.f{lead_hours:03d}"
+    """Where NOAA keeps this file, relative to the GFS base URL (same layout under ``root``, including
+    the ``atmos/`` part only from 2021-03-22 12Z): the adapter's own URL rule, so they cannot drift."""
+    return Path(gfs_url(str(root), init_time, lead_hours))
 
 
 def write_synthetic_gfs(root: Path, atmosphere, init_time: datetime, lead_hours: int) -> Path:

@@ -26,6 +26,9 @@ class Fault:
     ignore_range: bool = False  # answer 200 with the whole file, like a naive server
     delay_s: float = 0.0  # wait before answering (a timeout in the client)
     truncate_after: int | None = None  # send only this many body bytes, then close
+    rate_bytes_per_s: float | None = None  # send the body at this steady rate (a slow link)
+    stall_after: int | None = None  # send this many body bytes, then stall for stall_s before the rest
+    stall_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -103,20 +106,34 @@ class _Handler(BaseHTTPRequestHandler):
             limit = end - start if not (fault and fault.truncate_after is not None) else fault.truncate_after
             with open(target, "rb") as handle:
                 handle.seek(start)
-                remaining = min(limit, end - start)
-                while remaining > 0:
-                    chunk = handle.read(min(remaining, 1 << 20))
-                    if not chunk:
-                        break
-                    try:
-                        self.wfile.write(chunk)
-                    except (BrokenPipeError, ConnectionResetError):
-                        break
-                    sent += len(chunk)
-                    remaining -= len(chunk)
+                sent = self._send_body(handle, min(limit, end - start), fault)
             if sent < end - start:
                 self.close_connection = True
         self.server.log.add(Request(self.command, path, range_header, status, sent))
+
+    def _send_body(self, handle, count: int, fault: Fault | None) -> int:
+        """Copy ``count`` bytes to the client: at once, at a steady rate, or with one stall."""
+        rate = fault.rate_bytes_per_s if fault else None
+        piece = max(1, int(rate * 0.02)) if rate else 1 << 20  # at a rate: one piece every 20 ms
+        stall_at = fault.stall_after if fault and fault.stall_s else None
+        sent = 0
+        while sent < count:
+            if stall_at is not None and sent >= stall_at:
+                time.sleep(fault.stall_s)  # type: ignore[union-attr]
+                stall_at = None
+            size = min(count - sent, piece, (stall_at - sent) if stall_at is not None else piece)
+            chunk = handle.read(size)
+            if not chunk:
+                break
+            try:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+            if rate:
+                time.sleep(len(chunk) / rate)
+        return sent
 
     def _status(self, path: str, range_header: str | None, status: int, headers: dict | None = None) -> None:
         self.send_response(status)

@@ -74,8 +74,14 @@ def write_climatology_zarr(
     *,
     levels: tuple[int, ...] = PRESSURE_LEVELS_HPA,
     consolidated: bool = True,
+    real_chunks: bool = False,
 ) -> Path:
-    """A WeatherBench-2-like climatology (``hour`` x ``dayofyear``) holding only the chosen slices."""
+    """A WeatherBench-2-like climatology (``hour`` x ``dayofyear``) holding only the chosen slices.
+
+    ``real_chunks``: chunk like the real store, (3 hour, 3 dayofyear, 1 level, whole grid), so one
+    chunk holds nine slots (to line up with the real chunk boundaries, start the days at 1 + 3k);
+    otherwise one chunk per slot with every level.
+    """
     days, hours = list(days_of_year), list(hours)
     grid = atmosphere.grid
     data_vars = {}
@@ -102,6 +108,15 @@ def write_climatology_zarr(
             "longitude": ("longitude", grid.longitudes),
         },
     )
-    encoding = {name: {"chunks": (1, 1, *ds[name].shape[2:])} for name in ds.data_vars}
+    real = {"hour": 3, "dayofyear": 3, "level": 1}
+    encoding = {
+        name: {
+            "chunks": tuple(
+                (real.get(str(dim), size) if real_chunks else (1 if dim in ("hour", "dayofyear") else size))
+                for dim, size in zip(ds[name].dims, ds[name].shape, strict=True)
+            )
+        }
+        for name in ds.data_vars
+    }
     ds.to_zarr(path, mode="w", zarr_format=2, consolidated=consolidated, encoding=encoding)
     return path
