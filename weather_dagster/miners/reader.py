@@ -13,18 +13,21 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
 import numpy as np
 import xarray as xr
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype
 
-from weather_dagster.core.errors import InvalidDataError, ManifestError, SafetyViolation
+from weather_dagster.core.errors import InvalidDataError, ManifestError, SafetyViolation, WeatherError
+from weather_dagster.miners.decoding import ChunkSpec, decode_chunk, load_json
 from weather_dagster.miners.manifest import file_hash
 from weather_dagster.miners.perimeter import check_store_key
 from weather_dagster.reference.grid import Grid
@@ -59,6 +62,20 @@ def is_metadata_key(key: str) -> bool:
     return key.rsplit("/", 1)[-1] in METADATA_SUFFIXES
 
 
+@contextmanager
+def decoding(what: str) -> Iterator[None]:
+    """Any failure to decode a miner's bytes inside is InvalidDataError naming ``what`` (never retried).
+
+    Our own errors and transport errors pass through unchanged: those keep their retry class.
+    """
+    try:
+        yield
+    except (WeatherError, httpx.HTTPError, OSError):
+        raise
+    except Exception as exc:
+        raise InvalidDataError(f"{what}: cannot be decoded ({type(exc).__name__}: {str(exc)[:160]})") from None
+
+
 class VerifiedStore(Store):
     """Read-only Zarr store whose every byte is checked against a frozen manifest."""
 
@@ -83,6 +100,9 @@ class VerifiedStore(Store):
         self._max_metadata = max_metadata_bytes
         self._max_chunk = max_chunk_bytes
         self._metadata_cache: dict[str, bytes] = {}
+        # Set by restrict_to(): the only arrays zarr may read, and the metadata zarr is shown.
+        self._specs: dict[str, ChunkSpec] | None = None
+        self._served: dict[str, bytes] = {}
         # One request at a time per store: a miner task never has more than one request in flight,
         # which is what keeps a whole round within settings.miners.http_concurrency.
         self._lock = threading.Lock()
@@ -151,13 +171,44 @@ class VerifiedStore(Store):
             self._metadata_cache[key] = data
         return data
 
+    def restrict_to(self, arrays: Iterable[str]) -> None:
+        """From now on zarr sees only ``arrays`` (the ones scoring needs), and decoded chunks.
+
+        The metadata zarr is shown lists just those arrays, with no codecs: every chunk is decoded
+        here with output bounds (``decoding.decode_chunk``), so no Zarr or numcodecs decoder ever
+        runs on a miner's bytes, and extra variables, coordinates or attributes are never read.
+        """
+        meta = load_json(self.read_verified(".zmetadata"), ".zmetadata")["metadata"]
+        shown: dict[str, Any] = {".zgroup": {"zarr_format": 2}, ".zattrs": {}}
+        specs: dict[str, ChunkSpec] = {}
+        for name in arrays:
+            zarray, zattrs = meta[f"{name}/.zarray"], meta.get(f"{name}/.zattrs", {})
+            specs[name] = ChunkSpec.from_zarray(name, zarray, max_chunk_bytes=self._max_chunk)
+            shown[f"{name}/.zarray"] = {**zarray, "compressor": None, "filters": None}
+            shown[f"{name}/.zattrs"] = zattrs
+        self._served = {key: json.dumps(value).encode() for key, value in shown.items()}
+        self._served[".zmetadata"] = json.dumps({"zarr_consolidated_format": 1, "metadata": shown}).encode()
+        self._specs = specs
+
+    def read_decoded(self, key: str) -> bytes:
+        """A verified chunk of a needed array, decoded under the bounds of its declared chunk shape."""
+        data = self.read_verified(key)
+        if self._specs is None:
+            return data
+        return decode_chunk(key, data, self._specs[key.split("/", 1)[0]], max_chunk_bytes=self._max_chunk)
+
     async def get(self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None) -> Buffer | None:
+        if self._specs is not None and is_metadata_key(key):
+            shown = self._served.get(key)  # consolidated: per-array files are never fetched
+            return None if shown is None else prototype.buffer.from_bytes(shown)
         if key not in self._files:
             if is_metadata_key(key):
                 return None  # optional metadata zarr probes for (e.g. zarr.json) is simply absent
             # A chunk the manifest does not list would silently read as fill values: refuse it.
             raise ManifestError(f"store key {key!r} is not in the frozen manifest")
-        data = await asyncio.to_thread(self.read_verified, key)
+        if self._specs is not None and key.split("/", 1)[0] not in self._specs:
+            raise SafetyViolation(f"store key {key!r} is not part of an array scoring reads")
+        data = await asyncio.to_thread(self.read_decoded, key)
         if isinstance(byte_range, RangeByteRequest):
             data = data[byte_range.start : byte_range.end]
         elif isinstance(byte_range, OffsetByteRequest):
@@ -222,7 +273,7 @@ def check_metadata(
 ) -> Grid:
     """Validate the consolidated metadata before any array exists; returns the forecast's grid."""
     try:
-        meta = json.loads(zmetadata)["metadata"]
+        meta = load_json(zmetadata, ".zmetadata")["metadata"]
     except (ValueError, KeyError, TypeError):
         raise InvalidDataError("consolidated metadata is not a Zarr v2 .zmetadata document") from None
     if not isinstance(meta, dict):
@@ -295,7 +346,9 @@ class VerifiedForecast:
         self.layout = layout
         self.init_time = init_time
         self.grid = grid
-        self.dataset = xr.open_zarr(store, consolidated=True, zarr_format=2, chunks=None, decode_times=True)
+        store.restrict_to([*COORD_DIMS, *layout.surface, *layout.atmospheric])
+        with decoding("forecast store (fill values, time units or dtypes)"):
+            self.dataset = xr.open_zarr(store, consolidated=True, zarr_format=2, chunks=None, decode_times=True)
         self._check_coordinates()
 
     @classmethod
@@ -314,7 +367,8 @@ class VerifiedForecast:
         return cls(store, layout, init_time, grid)
 
     def _coord(self, name: str) -> np.ndarray:
-        return np.asarray(self.dataset[name].values)
+        with decoding(f"coordinate {name}"):
+            return np.asarray(self.dataset[name].values)
 
     def _check_coordinates(self) -> None:
         try:
@@ -371,7 +425,8 @@ class VerifiedForecast:
             index["pressure_level"] = self._level_index[level_hpa]
         elif variable not in self.layout.surface:
             raise InvalidDataError(f"variable {variable!r} is not in the forecast")
-        values = np.asarray(self.dataset[variable].isel(index).values)
+        with decoding(self.chunk_key(variable, level_hpa, lead_hours)):
+            values = np.asarray(self.dataset[variable].isel(index).values)
         self._prefetch_after(variable, level_hpa, lead_hours)
         if values.shape != self.grid.shape:
             raise InvalidDataError(f"{variable} field has shape {values.shape}, expected {self.grid.shape}")
