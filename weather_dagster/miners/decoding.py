@@ -185,6 +185,23 @@ def _check_fill_value(name: str, dtype: np.dtype, fill: Any) -> None:
         raise InvalidDataError(f"{name}: fill_value {str(fill)[:40]!r} is not valid for dtype {dtype.str}")
 
 
+def check_time_units(name: str, zattrs: dict) -> None:
+    """CF time units ("hours since ...") that no calendar decodes are refused naming the array.
+
+    xarray would fail the whole open with a message that names no variable; decoding one zero
+    under the stated units and calendar here gives the same verdict, attributed.
+    """
+    units = zattrs.get("units")
+    if not isinstance(units, str) or " since " not in units:
+        return
+    from xarray.coding.times import decode_cf_datetime
+
+    try:
+        decode_cf_datetime(np.zeros(1, dtype=np.int64), units, zattrs.get("calendar"))
+    except Exception as exc:
+        raise InvalidDataError(f"{name}: time units {units[:60]!r} cannot be decoded ({str(exc)[:80]})") from None
+
+
 def decode_chunk(key: str, data: bytes, spec: ChunkSpec, *, max_chunk_bytes: int) -> bytes:
     """The chunk's raw array bytes, or InvalidDataError naming ``key``; output bounded at every step."""
     for position, codec in enumerate(spec.codecs):

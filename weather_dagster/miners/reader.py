@@ -27,7 +27,7 @@ from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Sto
 from zarr.core.buffer import Buffer, BufferPrototype
 
 from weather_dagster.core.errors import InvalidDataError, ManifestError, SafetyViolation, WeatherError
-from weather_dagster.miners.decoding import ChunkSpec, decode_chunk, load_json
+from weather_dagster.miners.decoding import ChunkSpec, check_time_units, decode_chunk, load_json
 from weather_dagster.miners.manifest import file_hash
 from weather_dagster.miners.perimeter import check_store_key
 from weather_dagster.reference.grid import Grid
@@ -184,6 +184,7 @@ class VerifiedStore(Store):
         for name in arrays:
             zarray, zattrs = meta[f"{name}/.zarray"], meta.get(f"{name}/.zattrs", {})
             specs[name] = ChunkSpec.from_zarray(name, zarray, max_chunk_bytes=self._max_chunk)
+            check_time_units(name, zattrs)
             shown[f"{name}/.zarray"] = {**zarray, "compressor": None, "filters": None}
             shown[f"{name}/.zattrs"] = zattrs
         self._served = {key: json.dumps(value).encode() for key, value in shown.items()}
