@@ -6,6 +6,9 @@ ManifestError. :class:`VerifiedForecast` implements ``ForecastSource`` on top: i
 consolidated metadata (shapes, dtypes, chunking, codecs, units, dims) *before* any array is
 allocated, then the coordinate values, then serves one float32 (nlat, nlon) field per call.
 Nothing from a miner is unpickled or evaluated: object dtypes and unknown codecs are refused.
+Zarr itself is shown only the arrays scoring reads, without codecs: every chunk is decoded by
+``miners.decoding`` under the bound of its declared chunk shape, so a bomb or a lie about sizes
+costs at most one chunk's worth of memory, and any decoding failure is ``invalid_data`` naming the key.
 """
 
 from __future__ import annotations
@@ -182,7 +185,9 @@ class VerifiedStore(Store):
         shown: dict[str, Any] = {".zgroup": {"zarr_format": 2}, ".zattrs": {}}
         specs: dict[str, ChunkSpec] = {}
         for name in arrays:
-            zarray, zattrs = meta[f"{name}/.zarray"], meta.get(f"{name}/.zattrs", {})
+            zarray, zattrs = meta.get(f"{name}/.zarray"), meta.get(f"{name}/.zattrs", {})
+            if not isinstance(zarray, dict) or not isinstance(zattrs, dict):
+                raise InvalidDataError(f"forecast has no array {name!r}")
             specs[name] = ChunkSpec.from_zarray(name, zarray, max_chunk_bytes=self._max_chunk)
             check_time_units(name, zattrs)
             shown[f"{name}/.zarray"] = {**zarray, "compressor": None, "filters": None}
