@@ -104,15 +104,16 @@ async def bounded_request(
 
     ``timeout_s`` bounds the whole request, connect, headers and body together (httpx's own
     timeouts are per socket operation, so a server dripping header bytes would never trip them);
-    the body must also arrive within ``deadline_s`` of the headers. Missing the deadline before the
-    headers are complete is a timeout (retried by policy: a busy miner looks the same); a body
-    that is too large, drip-fed, or encoded into more than ``max_bytes``, or a redirect, is a
+    the body must also arrive within ``deadline_s`` of the headers. Missing ``timeout_s`` is a
+    timeout (retried by policy: a busy miner looks the same); a body that is too large, drip-fed
+    past ``deadline_s``, or encoded into more than ``max_bytes``, or a redirect, is a
     SafetyViolation (the miner's doing). Content encodings are undone here, bounded, never by httpx.
     """
     started = time.perf_counter()
     headers = {"accept-encoding": "identity", **kwargs.pop("headers", {})}
     request = client.build_request(method, url, timeout=timeout_s, headers=headers, **kwargs)
     response: httpx.Response | None = None
+    body_timer: asyncio.Timeout | None = None
     chunks: list[bytes] = []
     try:
         async with asyncio.timeout(timeout_s):
@@ -124,7 +125,7 @@ async def bounded_request(
                 if declared is not None and declared.isdigit() and int(declared) > max_bytes:
                     raise SafetyViolation(f"response of {declared} bytes exceeds the cap of {max_bytes}")
                 size = 0
-                async with asyncio.timeout(deadline_s):
+                async with asyncio.timeout(deadline_s) as body_timer:
                     async for chunk in response.aiter_raw():
                         size += len(chunk)
                         if size > max_bytes:
@@ -133,10 +134,10 @@ async def bounded_request(
             finally:
                 await response.aclose()
     except TimeoutError:
-        if response is None:
-            raise httpx.ReadTimeout(f"no complete response headers within {timeout_s:g} s", request=request) from None
-        limit = min(timeout_s, deadline_s)
-        raise SafetyViolation(f"response body not complete within {limit:g} s (slow drip refused)") from None
+        if body_timer is not None and body_timer.expired():
+            raise SafetyViolation(f"response body not complete within {deadline_s:g} s (slow drip refused)") from None
+        phase = "response headers" if response is None else "response"
+        raise httpx.ReadTimeout(f"no complete {phase} within {timeout_s:g} s", request=request) from None
     body = decode_content(b"".join(chunks), response.headers.get_list("content-encoding", split_commas=True), max_bytes)
     return BoundedResponse(
         response.status_code,
