@@ -15,12 +15,15 @@ import json
 import lzma
 import math
 import zlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import numpy as np
 
-from weather_dagster.core.errors import InvalidDataError, SafetyViolation
+from weather_dagster.core.errors import InvalidDataError, SafetyViolation, WeatherError
 
 MAX_JSON_DEPTH = 64
 MAX_CONTENT_ENCODINGS = 2  # e.g. "gzip, gzip" is tolerated; deeper stacks are refused
@@ -200,6 +203,43 @@ def check_time_units(name: str, zattrs: dict) -> None:
         decode_cf_datetime(np.zeros(1, dtype=np.int64), units, zattrs.get("calendar"))
     except Exception as exc:
         raise InvalidDataError(f"{name}: time units {units[:60]!r} cannot be decoded ({str(exc)[:80]})") from None
+
+
+def zarr_view(
+    meta: dict, arrays: Iterable[str], *, max_chunk_bytes: int
+) -> tuple[dict[str, ChunkSpec], dict[str, bytes]]:
+    """The chunk specs of ``arrays`` and the metadata files Zarr is shown for them (codecs removed).
+
+    Zarr then sees only those arrays and receives chunks already decoded by :func:`decode_chunk`,
+    so none of its own decoders, nor any extra array or attribute of the store, is ever involved.
+    """
+    shown: dict[str, Any] = {".zgroup": {"zarr_format": 2}, ".zattrs": {}}
+    specs: dict[str, ChunkSpec] = {}
+    for name in arrays:
+        zarray, zattrs = meta.get(f"{name}/.zarray"), meta.get(f"{name}/.zattrs", {})
+        if not isinstance(zarray, dict) or not isinstance(zattrs, dict):
+            raise InvalidDataError(f"forecast has no array {name!r}")
+        specs[name] = ChunkSpec.from_zarray(name, zarray, max_chunk_bytes=max_chunk_bytes)
+        check_time_units(name, zattrs)
+        shown[f"{name}/.zarray"] = {**zarray, "compressor": None, "filters": None}
+        shown[f"{name}/.zattrs"] = zattrs
+    served = {key: json.dumps(value).encode() for key, value in shown.items()}
+    served[".zmetadata"] = json.dumps({"zarr_consolidated_format": 1, "metadata": shown}).encode()
+    return specs, served
+
+
+@contextmanager
+def decoding(what: str) -> Iterator[None]:
+    """Any failure to decode a miner's bytes inside is InvalidDataError naming ``what`` (never retried).
+
+    Our own errors and transport errors pass through unchanged: those keep their retry class.
+    """
+    try:
+        yield
+    except (WeatherError, httpx.HTTPError, OSError):
+        raise
+    except Exception as exc:
+        raise InvalidDataError(f"{what}: cannot be decoded ({type(exc).__name__}: {str(exc)[:160]})") from None
 
 
 def decode_chunk(key: str, data: bytes, spec: ChunkSpec, *, max_chunk_bytes: int) -> bytes:

@@ -16,21 +16,19 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import numpy as np
 import xarray as xr
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype
 
-from weather_dagster.core.errors import InvalidDataError, ManifestError, SafetyViolation, WeatherError
-from weather_dagster.miners.decoding import ChunkSpec, check_time_units, decode_chunk, load_json
+from weather_dagster.core.errors import InvalidDataError, ManifestError, SafetyViolation
+from weather_dagster.miners.decoding import ChunkSpec, decode_chunk, decoding, load_json, zarr_view
 from weather_dagster.miners.manifest import file_hash
 from weather_dagster.miners.perimeter import check_store_key
 from weather_dagster.reference.grid import Grid
@@ -63,20 +61,6 @@ Fetch = Callable[[str, int], bytes]  # (key, max_bytes) -> bytes, blocking
 
 def is_metadata_key(key: str) -> bool:
     return key.rsplit("/", 1)[-1] in METADATA_SUFFIXES
-
-
-@contextmanager
-def decoding(what: str) -> Iterator[None]:
-    """Any failure to decode a miner's bytes inside is InvalidDataError naming ``what`` (never retried).
-
-    Our own errors and transport errors pass through unchanged: those keep their retry class.
-    """
-    try:
-        yield
-    except (WeatherError, httpx.HTTPError, OSError):
-        raise
-    except Exception as exc:
-        raise InvalidDataError(f"{what}: cannot be decoded ({type(exc).__name__}: {str(exc)[:160]})") from None
 
 
 class VerifiedStore(Store):
@@ -182,19 +166,7 @@ class VerifiedStore(Store):
         runs on a miner's bytes, and extra variables, coordinates or attributes are never read.
         """
         meta = load_json(self.read_verified(".zmetadata"), ".zmetadata")["metadata"]
-        shown: dict[str, Any] = {".zgroup": {"zarr_format": 2}, ".zattrs": {}}
-        specs: dict[str, ChunkSpec] = {}
-        for name in arrays:
-            zarray, zattrs = meta.get(f"{name}/.zarray"), meta.get(f"{name}/.zattrs", {})
-            if not isinstance(zarray, dict) or not isinstance(zattrs, dict):
-                raise InvalidDataError(f"forecast has no array {name!r}")
-            specs[name] = ChunkSpec.from_zarray(name, zarray, max_chunk_bytes=self._max_chunk)
-            check_time_units(name, zattrs)
-            shown[f"{name}/.zarray"] = {**zarray, "compressor": None, "filters": None}
-            shown[f"{name}/.zattrs"] = zattrs
-        self._served = {key: json.dumps(value).encode() for key, value in shown.items()}
-        self._served[".zmetadata"] = json.dumps({"zarr_consolidated_format": 1, "metadata": shown}).encode()
-        self._specs = specs
+        self._specs, self._served = zarr_view(meta, arrays, max_chunk_bytes=self._max_chunk)
 
     def read_decoded(self, key: str) -> bytes:
         """A verified chunk of a needed array, decoded under the bounds of its declared chunk shape."""
