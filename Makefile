@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install test lint demo bench bench-db bench-reference bench-miners bench-scoring bench-round clean
+.PHONY: install test lint demo bench bench-db bench-reference bench-miners bench-hostile bench-scoring bench-round clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,10 +35,13 @@ bench-reference: $(STAMP)
 bench-miners: $(STAMP)
 	$(BIN)/python -m weather_dagster_tests.benchmarks.bench_miners
 
+bench-hostile: $(STAMP)
+	$(BIN)/python -m weather_dagster_tests.benchmarks.bench_hostile
+
 bench-round: $(STAMP)
 	$(BIN)/python -m weather_dagster_tests.benchmarks.bench_round
 
-bench: bench-db bench-reference bench-miners bench-scoring bench-round
+bench: bench-db bench-reference bench-miners bench-hostile bench-scoring bench-round
 
 clean:
 	rm -rf $(VENV) .dagster_home .weather-data .pytest_cache

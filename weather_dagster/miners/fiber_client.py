@@ -27,6 +27,7 @@ from substrateinterface import Keypair
 
 from weather_dagster.core.errors import InvalidDataError, SourceError
 from weather_dagster.miners import protocol
+from weather_dagster.miners.decoding import load_json
 from weather_dagster.miners.keys import make_nonce, signed_headers
 from weather_dagster.miners.perimeter import BoundedResponse, bounded_request, miner_base_url, raise_for_status
 from weather_dagster.settings import Settings
@@ -101,8 +102,10 @@ class FiberClient:
         answer = await self.request("GET", base + protocol.PUBLIC_KEY_PATH, timeout_s=timeout_s)
         raise_for_status(answer, "public key")
         try:
-            pem = json.loads(answer.body)["public_key"]
+            pem = load_json(answer.body, "public key answer")["public_key"]
             public_key = serialization.load_pem_public_key(pem.encode())
+        except InvalidDataError:
+            raise
         except Exception:
             raise MinerProtocolError(base, "public key answer is not a PEM public key") from None
         if not isinstance(public_key, rsa.RSAPublicKey) or public_key.key_size > MAX_RSA_BITS:
@@ -168,7 +171,7 @@ class FiberClient:
             raise _NoSymmetricKey()
         raise_for_status(answer, path)
         try:
-            data = json.loads(answer.body)
+            data = load_json(answer.body, f"{path} answer")
         except ValueError:
             raise MinerProtocolError(url, "answer is not JSON") from None
         if not isinstance(data, dict):

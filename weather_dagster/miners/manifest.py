@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from weather_dagster.core.errors import ManifestError
 from weather_dagster.db.schema import forecast_runs, miner_responses
 from weather_dagster.db.types import utcnow
+from weather_dagster.miners.decoding import load_json
 from weather_dagster.miners.keys import verify_signature
 from weather_dagster.miners.perimeter import check_store_key
 
@@ -72,7 +73,7 @@ def verify_manifest(
     if manifest_hash(manifest_bytes) != claimed_hash.lower():
         raise ManifestError("manifest hash does not match the claimed verification_hash")
     try:
-        manifest = json.loads(manifest_bytes)
+        manifest = load_json(manifest_bytes, "manifest")
     except ValueError:
         raise ManifestError("manifest is not JSON") from None
     if not isinstance(manifest, dict):

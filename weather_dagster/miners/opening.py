@@ -12,7 +12,6 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
-import httpx
 import numpy as np
 import sqlalchemy as sa
 
@@ -21,7 +20,7 @@ from weather_dagster.db.schema import forecast_runs, miner_responses, miners
 from weather_dagster.miners.fiber_client import FiberClient, MinerAddress
 from weather_dagster.miners.keys import validator_keypair
 from weather_dagster.miners.manifest import check_same_hash
-from weather_dagster.miners.perimeter import bounded_get_sync, check_store_url
+from weather_dagster.miners.perimeter import BlockingHttp, bounded_get_sync, check_store_url
 from weather_dagster.miners.reader import ForecastLayout, VerifiedForecast, VerifiedStore
 from weather_dagster.reference.grid import Grid
 from weather_dagster.reference.variables import VARIABLES
@@ -79,7 +78,7 @@ async def open_frozen_async(
 def _open_blocking(
     settings: Settings, frozen: FrozenForecast, root: str, token: str, expected_grid: Grid | None
 ) -> VerifiedForecast:
-    http = httpx.Client(trust_env=False, follow_redirects=False)
+    http = BlockingHttp()
     limits = settings.miners
 
     def fetch(key: str, max_bytes: int) -> bytes:

@@ -7,15 +7,18 @@
   ``settings.miners.allow_private_hosts`` names the host (tests and the demo say so explicitly).
   Host names are refused too unless allow-listed: the chain registers IP addresses.
 - Redirects are never followed: a 3xx is a :class:`SafetyViolation`.
-- Bodies are read in a stream under a byte cap and a whole-body deadline, so an oversized or
-  drip-fed response is cut off early instead of filling memory or holding a connection.
+- Bodies are read in a stream under a byte cap and a deadline covering the whole request, so an
+  oversized, compressed-bomb or drip-fed response (headers included) is cut off early instead of
+  filling memory or holding a connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import posixpath
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
@@ -23,6 +26,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from weather_dagster.core.errors import SafetyViolation
+from weather_dagster.miners.decoding import decode_content
 from weather_dagster.miners.protocol import FORECASTS_PREFIX
 from weather_dagster.settings import Settings
 
@@ -96,37 +100,48 @@ async def bounded_request(
     timeout_s: float,
     **kwargs,
 ) -> BoundedResponse:
-    """Send one request and read at most ``max_bytes`` within ``deadline_s`` after the headers.
+    """Send one request under one deadline and read at most ``max_bytes`` of decoded body.
 
-    Connection and header timeouts are ordinary timeouts (retried by policy); a body that is too
-    large, drip-fed past the deadline, or a redirect is a SafetyViolation (the miner's doing).
+    ``timeout_s`` bounds the whole request, connect, headers and body together (httpx's own
+    timeouts are per socket operation, so a server dripping header bytes would never trip them);
+    the body must also arrive within ``deadline_s`` of the headers. Missing ``timeout_s`` is a
+    timeout (retried by policy: a busy miner looks the same); a body that is too large, drip-fed
+    past ``deadline_s``, or encoded into more than ``max_bytes``, or a redirect, is a
+    SafetyViolation (the miner's doing). Content encodings are undone here, bounded, never by httpx.
     """
     started = time.perf_counter()
     headers = {"accept-encoding": "identity", **kwargs.pop("headers", {})}
     request = client.build_request(method, url, timeout=timeout_s, headers=headers, **kwargs)
-    response = await client.send(request, stream=True, follow_redirects=False)
+    response: httpx.Response | None = None
+    body_timer: asyncio.Timeout | None = None
+    chunks: list[bytes] = []
     try:
-        if 300 <= response.status_code < 400:
-            raise SafetyViolation(f"redirect ({response.status_code}) refused: miners must serve directly")
-        declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-            raise SafetyViolation(f"response of {declared} bytes exceeds the cap of {max_bytes}")
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async with asyncio.timeout(deadline_s):
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise SafetyViolation(f"response exceeds the cap of {max_bytes} bytes")
-                    chunks.append(chunk)
-        except TimeoutError:
+        async with asyncio.timeout(timeout_s):
+            response = await client.send(request, stream=True, follow_redirects=False)
+            try:
+                if 300 <= response.status_code < 400:
+                    raise SafetyViolation(f"redirect ({response.status_code}) refused: miners must serve directly")
+                declared = response.headers.get("content-length")
+                if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+                    raise SafetyViolation(f"response of {declared} bytes exceeds the cap of {max_bytes}")
+                size = 0
+                async with asyncio.timeout(deadline_s) as body_timer:
+                    async for chunk in response.aiter_raw():
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise SafetyViolation(f"response exceeds the cap of {max_bytes} bytes")
+                        chunks.append(chunk)
+            finally:
+                await response.aclose()
+    except TimeoutError:
+        if body_timer is not None and body_timer.expired():
             raise SafetyViolation(f"response body not complete within {deadline_s:g} s (slow drip refused)") from None
-    finally:
-        await response.aclose()
+        phase = "response headers" if response is None else "response"
+        raise httpx.ReadTimeout(f"no complete {phase} within {timeout_s:g} s", request=request) from None
+    body = decode_content(b"".join(chunks), response.headers.get_list("content-encoding", split_commas=True), max_bytes)
     return BoundedResponse(
         response.status_code,
-        b"".join(chunks),
+        body,
         (time.perf_counter() - started) * 1000.0,
         response.headers.get("content-type", ""),
     )
@@ -143,27 +158,53 @@ def raise_for_status(response: BoundedResponse, what: str) -> None:
         )
 
 
+class BlockingHttp:
+    """An async HTTP client for blocking callers (the verified store reads from worker threads).
+
+    Requests run on one shared event-loop thread, so a store read gets exactly the deadline and
+    bounded decoding of :func:`bounded_request` (a blocking httpx client has no whole-request
+    deadline). Each instance has its own connection pool; ``close()`` ends reads still in flight.
+    """
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    _loop_pid = 0
+    _loop_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.loop = self._shared_loop()
+        self.client = self.run(self._make_client())
+        self._closed = False
+
+    @classmethod
+    def _shared_loop(cls) -> asyncio.AbstractEventLoop:
+        with cls._loop_lock:
+            if cls._loop is None or cls._loop_pid != os.getpid():  # a forked child needs its own thread
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="miner-store-http", daemon=True).start()
+                cls._loop, cls._loop_pid = loop, os.getpid()
+            return cls._loop
+
+    @staticmethod
+    async def _make_client() -> httpx.AsyncClient:
+        return httpx.AsyncClient(trust_env=False, follow_redirects=False)
+
+    def run(self, coroutine, timeout_s: float | None = None):
+        """Run ``coroutine`` on the shared loop and wait for it (it carries its own deadline)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout_s)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.run(self.client.aclose(), 30.0)
+
+
 def bounded_get_sync(
-    client: httpx.Client, url: str, *, max_bytes: int, deadline_s: float, timeout_s: float, headers: dict[str, str]
+    client: BlockingHttp, url: str, *, max_bytes: int, deadline_s: float, timeout_s: float, headers: dict[str, str]
 ) -> bytes:
-    """The blocking twin of :func:`bounded_request` for the verified store (called off the event loop)."""
-    started = time.monotonic()
-    with client.stream(
-        "GET", url, headers={"accept-encoding": "identity", **headers}, timeout=timeout_s, follow_redirects=False
-    ) as response:
-        if 300 <= response.status_code < 400:
-            raise SafetyViolation(f"redirect ({response.status_code}) refused: miners must serve directly")
-        declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-            raise SafetyViolation(f"response of {declared} bytes exceeds the cap of {max_bytes}")
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > max_bytes:
-                raise SafetyViolation(f"response exceeds the cap of {max_bytes} bytes")
-            if time.monotonic() - started > deadline_s:
-                raise SafetyViolation(f"response body not complete within {deadline_s:g} s (slow drip refused)")
-            chunks.append(chunk)
-        raise_for_status(BoundedResponse(response.status_code, b"", 0.0), "store file")
-    return b"".join(chunks)
+    """The blocking form of :func:`bounded_request` for the verified store (called off the event loop)."""
+    request = bounded_request(
+        client.client, "GET", url, max_bytes=max_bytes, deadline_s=deadline_s, timeout_s=timeout_s, headers=headers
+    )
+    response = client.run(request, timeout_s + 30.0)
+    raise_for_status(response, "store file")
+    return response.body

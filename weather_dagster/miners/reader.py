@@ -6,6 +6,9 @@ ManifestError. :class:`VerifiedForecast` implements ``ForecastSource`` on top: i
 consolidated metadata (shapes, dtypes, chunking, codecs, units, dims) *before* any array is
 allocated, then the coordinate values, then serves one float32 (nlat, nlon) field per call.
 Nothing from a miner is unpickled or evaluated: object dtypes and unknown codecs are refused.
+Zarr itself is shown only the arrays scoring reads, without codecs: every chunk is decoded by
+``miners.decoding`` under the bound of its declared chunk shape, so a bomb or a lie about sizes
+costs at most one chunk's worth of memory, and any decoding failure is ``invalid_data`` naming the key.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Sto
 from zarr.core.buffer import Buffer, BufferPrototype
 
 from weather_dagster.core.errors import InvalidDataError, ManifestError, SafetyViolation
+from weather_dagster.miners.decoding import ChunkSpec, decode_chunk, decoding, load_json, zarr_view
 from weather_dagster.miners.manifest import file_hash
 from weather_dagster.miners.perimeter import check_store_key
 from weather_dagster.reference.grid import Grid
@@ -83,6 +87,9 @@ class VerifiedStore(Store):
         self._max_metadata = max_metadata_bytes
         self._max_chunk = max_chunk_bytes
         self._metadata_cache: dict[str, bytes] = {}
+        # Set by restrict_to(): the only arrays zarr may read, and the metadata zarr is shown.
+        self._specs: dict[str, ChunkSpec] | None = None
+        self._served: dict[str, bytes] = {}
         # One request at a time per store: a miner task never has more than one request in flight,
         # which is what keeps a whole round within settings.miners.http_concurrency.
         self._lock = threading.Lock()
@@ -151,13 +158,35 @@ class VerifiedStore(Store):
             self._metadata_cache[key] = data
         return data
 
+    def restrict_to(self, arrays: Iterable[str]) -> None:
+        """From now on zarr sees only ``arrays`` (the ones scoring needs), and decoded chunks.
+
+        The metadata zarr is shown lists just those arrays, with no codecs: every chunk is decoded
+        here with output bounds (``decoding.decode_chunk``), so no Zarr or numcodecs decoder ever
+        runs on a miner's bytes, and extra variables, coordinates or attributes are never read.
+        """
+        meta = load_json(self.read_verified(".zmetadata"), ".zmetadata")["metadata"]
+        self._specs, self._served = zarr_view(meta, arrays, max_chunk_bytes=self._max_chunk)
+
+    def read_decoded(self, key: str) -> bytes:
+        """A verified chunk of a needed array, decoded under the bounds of its declared chunk shape."""
+        data = self.read_verified(key)
+        if self._specs is None:
+            return data
+        return decode_chunk(key, data, self._specs[key.split("/", 1)[0]], max_chunk_bytes=self._max_chunk)
+
     async def get(self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None) -> Buffer | None:
+        if self._specs is not None and is_metadata_key(key):
+            shown = self._served.get(key)  # consolidated: per-array files are never fetched
+            return None if shown is None else prototype.buffer.from_bytes(shown)
         if key not in self._files:
             if is_metadata_key(key):
                 return None  # optional metadata zarr probes for (e.g. zarr.json) is simply absent
             # A chunk the manifest does not list would silently read as fill values: refuse it.
             raise ManifestError(f"store key {key!r} is not in the frozen manifest")
-        data = await asyncio.to_thread(self.read_verified, key)
+        if self._specs is not None and key.split("/", 1)[0] not in self._specs:
+            raise SafetyViolation(f"store key {key!r} is not part of an array scoring reads")
+        data = await asyncio.to_thread(self.read_decoded, key)
         if isinstance(byte_range, RangeByteRequest):
             data = data[byte_range.start : byte_range.end]
         elif isinstance(byte_range, OffsetByteRequest):
@@ -222,7 +251,7 @@ def check_metadata(
 ) -> Grid:
     """Validate the consolidated metadata before any array exists; returns the forecast's grid."""
     try:
-        meta = json.loads(zmetadata)["metadata"]
+        meta = load_json(zmetadata, ".zmetadata")["metadata"]
     except (ValueError, KeyError, TypeError):
         raise InvalidDataError("consolidated metadata is not a Zarr v2 .zmetadata document") from None
     if not isinstance(meta, dict):
@@ -295,7 +324,9 @@ class VerifiedForecast:
         self.layout = layout
         self.init_time = init_time
         self.grid = grid
-        self.dataset = xr.open_zarr(store, consolidated=True, zarr_format=2, chunks=None, decode_times=True)
+        store.restrict_to([*COORD_DIMS, *layout.surface, *layout.atmospheric])
+        with decoding("forecast store (fill values, time units or dtypes)"):
+            self.dataset = xr.open_zarr(store, consolidated=True, zarr_format=2, chunks=None, decode_times=True)
         self._check_coordinates()
 
     @classmethod
@@ -314,7 +345,8 @@ class VerifiedForecast:
         return cls(store, layout, init_time, grid)
 
     def _coord(self, name: str) -> np.ndarray:
-        return np.asarray(self.dataset[name].values)
+        with decoding(f"coordinate {name}"):
+            return np.asarray(self.dataset[name].values)
 
     def _check_coordinates(self) -> None:
         try:
@@ -371,7 +403,8 @@ class VerifiedForecast:
             index["pressure_level"] = self._level_index[level_hpa]
         elif variable not in self.layout.surface:
             raise InvalidDataError(f"variable {variable!r} is not in the forecast")
-        values = np.asarray(self.dataset[variable].isel(index).values)
+        with decoding(self.chunk_key(variable, level_hpa, lead_hours)):
+            values = np.asarray(self.dataset[variable].isel(index).values)
         self._prefetch_after(variable, level_hpa, lead_hours)
         if values.shape != self.grid.shape:
             raise InvalidDataError(f"{variable} field has shape {values.shape}, expected {self.grid.shape}")

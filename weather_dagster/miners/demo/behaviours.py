@@ -25,6 +25,21 @@ class Behaviour(StrEnum):
     OVERSIZED_METADATA = "oversized_metadata"  # consolidated metadata of many megabytes
     REDIRECT = "redirect"  # /forecasts/ answers 302 to another host:port
     SLOW_DRIP = "slow_drip"  # store files trickle out a few bytes at a time
+    # Hostile miners (issue 10, see demo/hostile.py): each must be refused cheaply, classified, alone.
+    HTTP_GZIP_BOMB = "http_gzip_bomb"  # chunk responses are a gzip Content-Encoding bomb
+    STACKED_ENCODING = "stacked_encoding"  # Content-Encoding: gzip, gzip around a bomb
+    ZLIB_BOMB = "zlib_bomb"  # 2t chunks decompress (zlib) to far more than the declared chunk
+    GZIP_BOMB = "gzip_bomb"  # the same with the gzip codec
+    ZSTD_BOMB = "zstd_bomb"  # the same with zstd
+    BLOSC_BOMB = "blosc_bomb"  # the same with blosc
+    SHORT_CHUNK = "short_chunk"  # a 2t chunk four bytes shorter than its declared shape
+    CORRUPT_CHUNK = "corrupt_chunk"  # a 2t chunk that is not the zlib stream its metadata says
+    EXTRA_ARRAYS = "extra_arrays"  # an extra variable and a huge extra coordinate (bombs): never read
+    DEEP_JSON = "deep_json"  # initiate-fetch answers JSON nested 100 000 levels deep
+    HEADER_DRIP = "header_drip"  # response headers trickle out forever
+    BAD_FILL_VALUE = "bad_fill_value"  # 2t fill_value is not a number
+    BAD_TIME_UNITS = "bad_time_units"  # time units no calendar can decode
 
 
 ALL_BEHAVIOURS: tuple[Behaviour, ...] = tuple(Behaviour)
+HOSTILE_BEHAVIOURS: tuple[Behaviour, ...] = ALL_BEHAVIOURS[ALL_BEHAVIOURS.index(Behaviour.HTTP_GZIP_BOMB) :]

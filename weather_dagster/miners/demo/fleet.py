@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from substrateinterface import Keypair
 
 from weather_dagster.miners import protocol
+from weather_dagster.miners.demo import hostile
 from weather_dagster.miners.demo.behaviours import Behaviour
 from weather_dagster.miners.demo.forecast import FieldCache, ForecastStore
 from weather_dagster.miners.keys import (
@@ -60,6 +61,7 @@ class FleetConfig:
     base_port: int = 0
     fleet_seed: str = "fleet"
     file_cache_dir: Path | None = None  # benchmarks: serve generated chunks from disk (see ForecastStore)
+    bomb_bytes: int = 1 << 30  # what the hostile miners' bombs decompress to (demo/hostile.py)
 
 
 @dataclass
@@ -88,6 +90,7 @@ class DemoMiner:
         self.calls = 0
         self.port = 0
         self.issued_tokens: list[str] = []
+        self.served_keys: set[str] = set()  # store keys a validator asked for (tests: extras never read)
 
     # -- fiber server side -------------------------------------------------------------------------
 
@@ -105,6 +108,8 @@ class DemoMiner:
         return validator, key_uuid
 
     async def public_key(self, request: web.Request) -> web.Response:
+        if self.behaviour is Behaviour.HEADER_DRIP:
+            return await self._drip_headers(request)
         return web.json_response({"public_key": self.fleet.public_pem, "timestamp": time.time()})
 
     async def exchange(self, request: web.Request) -> web.Response:
@@ -151,6 +156,8 @@ class DemoMiner:
             or data.get("validator_hotkey") != validator
         ):
             return web.json_response({"status": protocol.FETCH_REJECTED, "job_id": None, "message": "hotkey mismatch"})
+        if self.behaviour is Behaviour.DEEP_JSON:
+            return web.Response(body=hostile.deep_json(), content_type="application/json")
         init_time = datetime.fromisoformat(data["forecast_start_time"])
         job_id = str(uuid.uuid4())
         cfg = self.fleet.config
@@ -165,6 +172,7 @@ class DemoMiner:
             cfg.oversized_metadata_bytes,
             cache=self.fleet.field_cache,
             file_cache_dir=cfg.file_cache_dir,
+            bomb_bytes=cfg.bomb_bytes,
         )
         self.jobs[job_id] = Job(init_time, time.monotonic(), store)
         return web.json_response({"status": protocol.FETCH_ACCEPTED, "job_id": job_id, "message": "accepted"})
@@ -252,6 +260,7 @@ class DemoMiner:
         if self.behaviour is Behaviour.REDIRECT:
             raise web.HTTPFound(f"http://127.0.0.2:{self.port}/forecasts/{store}/{key}")
         job = self.jobs[job_id]
+        self.served_keys.add(key)
         await self._prepare(job)
         if key == MANIFEST_KEY:
             job.manifest_served = True
@@ -266,7 +275,25 @@ class DemoMiner:
             raise web.HTTPNotFound()
         if self.behaviour is Behaviour.SLOW_DRIP:
             return await self._drip(request, data)
+        encoding = hostile.HTTP_ENCODINGS.get(self.behaviour)
+        if encoding and key not in job.store.metadata and key not in (MANIFEST_KEY, SIGNATURE_KEY):
+            body = await asyncio.to_thread(hostile.http_bomb, encoding, self.fleet.config.bomb_bytes)
+            headers = {"content-encoding": encoding, "content-type": "application/octet-stream"}
+            return web.Response(body=body, headers=headers)
         return web.Response(body=data, content_type="application/octet-stream")
+
+    async def _drip_headers(self, request: web.Request) -> web.Response:
+        """A status line, then one header line per drip interval, never the blank line that ends them."""
+        transport = request.transport
+        if transport is not None:
+            transport.write(b"HTTP/1.1 200 OK\r\n")
+            for index in range(int(120 / self.fleet.config.drip_interval_s)):
+                if transport.is_closing():
+                    break
+                transport.write(f"x-drip-{index}: y\r\n".encode())
+                await asyncio.sleep(self.fleet.config.drip_interval_s)
+            transport.close()
+        return web.Response()
 
     async def _drip(self, request: web.Request, data: bytes) -> web.StreamResponse:
         response = web.StreamResponse(headers={"content-type": "application/octet-stream"})

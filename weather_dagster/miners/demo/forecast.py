@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from weather_dagster.miners.demo import hostile
 from weather_dagster.miners.demo.behaviours import Behaviour
 from weather_dagster.miners.manifest import build_manifest, file_hash
 from weather_dagster.reference.grid import Grid
@@ -57,6 +58,7 @@ class ForecastStore:
     cache: FieldCache | None = None
     # Benchmarks: keep generated chunk files on disk so serving a full-resolution store is a file read.
     file_cache_dir: Path | None = None
+    bomb_bytes: int = 1 << 30  # what hostile bombs decompress to (demo/hostile.py)
     _truth: SyntheticAtmosphere = field(init=False, repr=False)
     _noise: dict = field(init=False, repr=False, default_factory=dict)
 
@@ -165,6 +167,7 @@ class ForecastStore:
                 "_ARRAY_DIMENSIONS": ["time", "pressure_level", "lat", "lon"],
                 "units": self._units(name),
             }
+        hostile.alter_metadata(self.behaviour, meta, self.bomb_bytes)
         files = {key: json.dumps(value).encode() for key, value in meta.items()}
         files[".zmetadata"] = json.dumps({"zarr_consolidated_format": 1, "metadata": meta}).encode()
         return files
@@ -177,18 +180,18 @@ class ForecastStore:
         for t in range(self.steps):
             keys += [f"{name}/{t}.0.0" for name in SURFACE_VARIABLES]
             keys += [f"{name}/{t}.{lv}.0.0" for name in ATMOSPHERIC for lv in range(len(PRESSURE_LEVELS_HPA))]
-        return keys
+        return keys + hostile.extra_keys(self.behaviour)
 
     def file(self, key: str) -> bytes | None:
         """The bytes of one store file, or None when the store has no such key."""
         if key in self.metadata:
             return self.metadata[key]
         if self.file_cache_dir is None:
-            return self._make_file(key)
+            return hostile.chunk(self.behaviour, key, self._make_file(key), self.bomb_bytes)
         path = self._cache_path(key)
         if path is not None and path.is_file():
             return path.read_bytes()
-        data = self._make_file(key)
+        data = hostile.chunk(self.behaviour, key, self._make_file(key), self.bomb_bytes)
         if data is not None and path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
