@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dagster import Definitions
 
+from weather_dagster.chain.dagster_defs import chain_definitions
 from weather_dagster.dagster_defs.automation import AUTOMATION_JOBS, AUTOMATION_SCHEDULES, build_sensors
 from weather_dagster.dagster_defs.executors import build_executor
 from weather_dagster.dagster_defs.gates import GATE_ASSETS
@@ -36,10 +37,13 @@ def build_definitions(
     resources["metagraph"] = metagraph_resource(settings)
     inputs = scoring_inputs or LiveScoringInputs(settings, resources["db"], resources["reference"])
     resources.update(scoring_resources(resources["db"], inputs, weight_publisher))
+    # The chain metagraph and publisher replace the file and database ones when settings enable them.
+    chain = chain_definitions(settings, resources["db"])
+    resources.update({k: v for k, v in chain.resources.items() if not (k == "weight_publisher" and weight_publisher)})
     return Definitions(
         assets=[*reference.assets, *MINER_ASSETS, *GATE_ASSETS, *SCORING_ASSETS],
-        jobs=[*MINER_JOBS, *AUTOMATION_JOBS],
-        schedules=[*AUTOMATION_SCHEDULES],
+        jobs=[*MINER_JOBS, *AUTOMATION_JOBS, *chain.jobs],
+        schedules=[*AUTOMATION_SCHEDULES, *chain.schedules],
         sensors=[*reference.sensors, *build_sensors(settings)],
         resources=resources,
         executor=build_executor(settings),

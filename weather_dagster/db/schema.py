@@ -67,6 +67,7 @@ miners = sa.Table(
     sa.Column("ip", sa.String(64), nullable=False, server_default=""),
     sa.Column("port", sa.Integer, nullable=False, server_default="0"),
     sa.Column("stake", sa.Float, nullable=False, server_default="0"),
+    sa.Column("validator_permit", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.CheckConstraint("uid >= 0 AND uid <= 255", name="uid_range"),
     sa.CheckConstraint("port >= 0 AND port <= 65535", name="port_range"),
@@ -304,4 +305,40 @@ subnet_snapshots = sa.Table(
     sa.Column("summary", sa.JSON, nullable=False),
     sa.Column("taken_at", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("run_id"),
+)
+
+
+class SubmissionStatus(StrEnum):
+    """Outcome of one attempt at setting a weight set on chain (``weather_weight_submissions``)."""
+
+    DRY_RUN = "dry_run"  # recorded what would be sent; nothing sent
+    RATE_LIMITED = "rate_limited"  # the subnet's weight rate limit has not elapsed yet
+    SUCCEEDED = "succeeded"  # the extrinsic was included (or committed, under commit-reveal)
+    FAILED = "failed"  # the chain refused it, or the call raised
+
+
+# One row per attempt: the weights exactly as emitted (u16), the block decision and the outcome.
+weight_submissions = sa.Table(
+    "weather_weight_submissions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("computed_for", UTCDateTime(), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("netuid", sa.Integer, nullable=False),
+    sa.Column("validator_hotkey", sa.String(64), nullable=False, server_default=""),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("block", sa.BigInteger),
+    sa.Column("blocks_since_update", sa.BigInteger),
+    sa.Column("rate_limit_blocks", sa.BigInteger),
+    sa.Column("version_key", sa.BigInteger, nullable=False),
+    sa.Column("uids", sa.JSON, nullable=False),
+    sa.Column("weights_u16", sa.JSON, nullable=False),
+    sa.Column("message", sa.Text),
+    sa.Column("error_class", sa.String(32)),
+    sa.Column("next_attempt_at", UTCDateTime()),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("computed_for", "attempt"),
+    sa.CheckConstraint("mode IN ('dry_run', 'set', 'commit')", name="mode"),
+    _enum_check("status", SubmissionStatus, "status"),
 )

@@ -32,6 +32,8 @@ class MinerInfo(BaseModel):
     ip: str = Field("", max_length=64)
     port: int = Field(0, ge=0, le=65535)
     stake: float = 0.0
+    # Read from the chain (absent from metagraph files): active validators get no weight.
+    validator_permit: bool = False
 
     @property
     def address(self) -> MinerAddress:

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from weather_dagster.settings.chain import ChainSettings
 from weather_dagster.settings.miners import MinerSettings
 from weather_dagster.settings.reference import ReferenceSettings
 from weather_dagster.settings.retry import RetrySettings
@@ -22,6 +23,7 @@ from weather_dagster.settings.round import RoundSettings
 from weather_dagster.settings.scoring import ScoringSettings
 
 __all__ = [
+    "ChainSettings",
     "MinerSettings",
     "ReferenceSettings",
     "RetrySettings",
@@ -63,6 +65,7 @@ class Settings(BaseSettings):
     reference: ReferenceSettings = ReferenceSettings()
     miners: MinerSettings = MinerSettings()
     round: RoundSettings = RoundSettings()
+    chain: ChainSettings = ChainSettings()
 
     @model_validator(mode="after")
     def _hindcast_needs_test_mode(self) -> Settings:
