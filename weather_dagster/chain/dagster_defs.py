@@ -5,8 +5,6 @@ and the file metagraph and the database publisher stay in place. Nothing connect
 SDK client opens on the first call a run makes.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from typing import Any
 

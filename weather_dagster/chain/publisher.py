@@ -67,7 +67,7 @@ class ChainWeightPublisher:
         self.offline.publish(vector, computed_for, now)
         chain = self.settings.chain
         attempt = self._last_attempt(computed_for)
-        for _ in range(chain.publish_max_attempts):
+        for n in range(chain.publish_max_attempts):
             attempt += 1
             row: dict = {"computed_for": computed_for, "attempt": attempt, "netuid": chain.netuid}
             row.update(version_key=chain.version_key, uids=[], weights_u16=[])
@@ -82,6 +82,8 @@ class ChainWeightPublisher:
             if row["status"] in (SubmissionStatus.SUCCEEDED.value, SubmissionStatus.DRY_RUN.value):
                 self._record(row)
                 return
+            if n == chain.publish_max_attempts - 1:
+                wait_s = None  # the last attempt of this call: nothing is scheduled after it
             row["next_attempt_at"] = None if wait_s is None else self.clock() + timedelta(seconds=wait_s)
             self._record(row)
             if wait_s is None:
