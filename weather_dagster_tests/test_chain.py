@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -265,3 +265,39 @@ def test_definitions_swap_in_the_chain_adapters_only_when_enabled(settings, data
     assert defs.resources["metagraph"].client._subtensor is None  # nothing connects at load time
     assert [sch.cron_schedule for sch in defs.schedules] == ["*/30 * * * *"]
     assert refresh_cron(90) == "0 */1 * * *" and refresh_cron(5) == "*/5 * * * *"
+
+
+def test_round_weights_materializes_through_the_chain_publisher(database, settings) -> None:
+    """A real ``round_weights`` materialization: miners from the chain snapshot, round scores in the
+    window, the weights recorded in the database and the chain attempt recorded beside them."""
+    from dagster import DagsterInstance, materialize
+
+    from weather_dagster.dagster_defs.scoring_assets import round_weights
+    from weather_dagster.db.schema import round_scores
+    from weather_dagster_tests.helpers import make_round
+
+    chain = FakeChain()
+    refresh_miners_table(database.engine, ChainMetagraph(chain, NETUID).snapshot())
+    run_id = make_round(database.engine, WHEN - timedelta(days=1))
+    with database.engine.begin() as conn:
+        for uid, hotkey, score in [(1, "5Miner1", 0.8), (2, "5Miner2", 0.4), (3, "5OtherValidator", 0.9)]:
+            conn.execute(
+                sa.insert(round_scores).values(
+                    run_id=run_id, miner_uid=uid, miner_hotkey=hotkey, score=score, computed_at=WHEN
+                )
+            )
+    s = _settings(settings)
+    publisher = ChainWeightPublisher(s, database, chain, sleep=pytest.fail)
+    result = materialize(
+        [round_weights],
+        partition_key=WHEN.strftime("%Y-%m-%d"),
+        resources={"settings": s, "db": database, "weight_publisher": publisher},
+        instance=DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    (row,) = _rows(database)
+    assert row.status == "succeeded" and chain.sent[0][1] == row.uids
+    assert 3 not in row.uids  # the active validator's score earns it no weight on chain
+    assert {1, 2} <= set(row.uids) <= {0, 1, 2} and max(row.weights_u16) == U16_MAX  # uid 0: the burn uid
+    with database.engine.connect() as conn:
+        assert conn.execute(sa.select(weight_sets.c.publisher)).scalar_one() == "chain"

@@ -108,7 +108,7 @@ class ChainWeightPublisher:
         planned = chain_weights(
             vector.weights,
             [n.info.uid for n in neurons],
-            zero_uids=active_validators(neurons, block, chain.active_validator_blocks) - {own.info.uid if own else -1},
+            zero_uids=active_validators(neurons, block, chain.active_validator_blocks),
             exempt_uid=burn_uid,
             fallback_uid=self.settings.scoring.fallback_uid,
         )
