@@ -82,8 +82,9 @@ class ForecastStore:
             values = self._truth.gfs_forecast(variable, level, self.init_time, lead)
         else:
             error = 1.0 - self.skill
+            # The init time is part of the key: a fleet serving two rounds must never mix their fields.
             shifted = self.cache.get(
-                (variable, level, lead, self.skill),
+                (self.init_time, variable, level, lead, self.skill),
                 lambda: self._truth.field(
                     variable,
                     level,
