@@ -13,8 +13,13 @@ from datetime import datetime, timedelta
 from weather_dagster.settings import Settings
 
 
+def truth_due_time(valid_time: datetime, settings: Settings) -> datetime:
+    """When ERA5 at ``valid_time`` is expected to exist (the sources' lag is measured from here)."""
+    return valid_time + timedelta(hours=settings.era5_truth_delay_hours)
+
+
 def era5_due_time(init_time: datetime, lead_hours: int, settings: Settings) -> datetime:
-    return init_time + timedelta(hours=lead_hours + settings.era5_truth_delay_hours)
+    return truth_due_time(init_time + timedelta(hours=lead_hours), settings)
 
 
 def era5_lead_ready(
