@@ -171,7 +171,11 @@ class CdsEra5:
         for (name, level), values in fields.items():
             check_field(values, name, level, self.grid, self.url)
         return canonical_dataset(
-            fields, variables, levels, self.grid, attrs={"source": "era5", "source_url": self.url, "truth_source": "cds"}
+            fields,
+            variables,
+            levels,
+            self.grid,
+            attrs={"source": "era5", "source_url": self.url, "truth_source": "cds"},
         )
 
     def _decode(
@@ -183,7 +187,9 @@ class CdsEra5:
         where = f"{self.url} {dataset}"
         try:
             ds = xr.open_dataset(
-                path, engine="cfgrib", backend_kwargs={"indexpath": "", "filter_by_keys": {"typeOfLevel": type_of_level}}
+                path,
+                engine="cfgrib",
+                backend_kwargs={"indexpath": "", "filter_by_keys": {"typeOfLevel": type_of_level}},
             )
         except Exception as exc:
             raise SourceError(where, f"undecodable GRIB: {type(exc).__name__}: {str(exc)[:200]}") from None

@@ -34,8 +34,8 @@ import xarray as xr
 from weather_dagster.core.errors import SourceError, TruthNotAvailable
 from weather_dagster.orchestration.readiness import truth_due_time
 from weather_dagster.reference.cache import CacheResult, PartitionCache
-from weather_dagster.reference.cds import CdsEra5
 from weather_dagster.reference.canonical import field_of
+from weather_dagster.reference.cds import CdsEra5
 from weather_dagster.reference.climatology import ClimatologyStore, climatology_key
 from weather_dagster.reference.era5 import Era5Store
 from weather_dagster.reference.gfs import load_gfs
@@ -312,6 +312,10 @@ class Era5Source:
     def field(self, variable: str, level_hpa: int | None, valid_time: datetime) -> np.ndarray:
         ds = self.data._dataset(ERA5, time_key(valid_time), lambda load: self.data.load_era5(valid_time, load))
         return field_of(ds, variable, level_hpa)
+
+    def source_of(self, valid_time: datetime) -> str | None:
+        """The ERA5 source this valid time's truth came from (recorded with each scored lead)."""
+        return self.data.era5_truth_source(valid_time)
 
 
 @dataclass

@@ -152,10 +152,10 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return True
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._download(head=True)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         path = urlsplit(self.path).path
         state = self.server.state
         with state.lock:
@@ -195,7 +195,7 @@ class _Handler(BaseHTTPRequestHandler):
             status = job.status
         self._json(200, {"jobID": job_id, "processID": job.dataset, "status": status, "metadata": {}, "links": []})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         path = urlsplit(self.path).path
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         state = self.server.state
