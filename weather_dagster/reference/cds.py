@@ -186,11 +186,12 @@ class CdsEra5:
         type_of_level = "isobaricInhPa" if upper else "surface"
         where = f"{self.url} {dataset}"
         try:
-            ds = xr.open_dataset(
+            with xr.open_dataset(
                 path,
                 engine="cfgrib",
                 backend_kwargs={"indexpath": "", "filter_by_keys": {"typeOfLevel": type_of_level}},
-            )
+            ) as lazy:
+                ds = lazy.load()  # one pass over the file, not one per field
         except Exception as exc:
             raise SourceError(where, f"undecodable GRIB: {type(exc).__name__}: {str(exc)[:200]}") from None
         out: dict[tuple[str, int | None], np.ndarray] = {}
