@@ -186,12 +186,30 @@ class ReferenceData:
             raise errors[0]
         raise TruthNotAvailable(f"no ERA5 source has published {valid_time.isoformat()} yet")
 
+    def _load_from_first(self, valid_time: datetime) -> tuple[str, Any, xr.Dataset]:
+        """Load from the first candidate that has ``valid_time`` (each load checks its own source's
+        publication, so no extra probe read is made)."""
+        candidates = self.era5_candidates(valid_time)
+        errors: list[SourceError] = []
+        for name, adapter in candidates.items():
+            try:
+                return name, adapter, adapter.load(valid_time, self.variables, self.levels)
+            except TruthNotAvailable:
+                continue
+            except SourceError as exc:
+                if len(candidates) == 1:
+                    raise
+                log.warning("ERA5 source %s failed, trying the next: %s", name, exc)
+                errors.append(exc)
+        if errors and len(errors) == len(candidates):
+            raise errors[0]
+        raise TruthNotAvailable(f"no ERA5 source has published {valid_time.isoformat()} yet")
+
     def load_era5(self, valid_time: datetime, load: bool = True) -> CacheResult:
         valid_time = _utc(valid_time)
 
         def build() -> tuple[xr.Dataset, dict[str, Any]]:
-            name, adapter = self._era5_source_with(valid_time)
-            ds = adapter.load(valid_time, self.variables, self.levels)
+            name, adapter, ds = self._load_from_first(valid_time)
             ds.attrs.update(valid_time=valid_time.isoformat(), truth_source=name)
             return ds, {"source_urls": [adapter.url], "truth_source": name}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -42,7 +41,7 @@ class ReferenceSettings(SettingsSection):
     # CDS: the API root, and the key from here or (when unset) from the standard ~/.cdsapirc file.
     cds_url: str = "https://cds.climate.copernicus.eu/api"
     cds_key: SecretStr | None = Field(None, repr=False)
-    cds_rc_path: Path = Path("~/.cdsapirc")
+    cds_rc_path: str = "~/.cdsapirc"
     cds_timeout_s: float = Field(60.0, gt=0.0, le=3600.0)
     # The client polls a queued job with growing sleeps up to this; it retries HTTP blips this often.
     cds_poll_max_s: float = Field(120.0, gt=0.0, le=3600.0)
