@@ -116,7 +116,9 @@ def test_expiry_waits_for_late_truth_up_to_the_limit_then_records_leads_without_
     assert round_expires_at(INIT, [], settings) == INIT + timedelta(days=16)
     with engine.begin() as conn:
         # Past the plain 16-day window the round stays open: its last lead is only late.
-        assert sync_round_status(conn, run_id, settings, INIT + timedelta(days=16, hours=1)) is RoundStatus.AWAITING_ERA5
+        assert (
+            sync_round_status(conn, run_id, settings, INIT + timedelta(days=16, hours=1)) is RoundStatus.AWAITING_ERA5
+        )
         assert sync_round_status(conn, run_id, settings, expires + timedelta(minutes=1)) is RoundStatus.EXPIRED
     rows = {r.lead_hours: r for r in _era5_steps(engine, run_id)}
     assert rows[240].status == StepStatus.FAILED.value
