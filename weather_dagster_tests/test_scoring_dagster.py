@@ -228,3 +228,26 @@ def test_definitions_load_without_connecting_and_unconfigured_inputs_say_so(tmp_
     assert {"day1_score", "era5_score", "subnet_snapshot", "miner_stats", "round_weights"} <= keys
     with pytest.raises(RuntimeError, match="scoring inputs are not configured"):
         UnconfiguredScoringInputs().forecast(1, 1, "hk")
+
+
+def test_a_miner_serving_the_720_row_layout_reaches_era5_scored_through_dagster(scoring_settings, database):
+    """Aurora's cropped grid (no south-pole row) is scored by real materializations, lead by lead."""
+    init = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=12)
+    date = init.strftime("%Y-%m-%d")
+    profiles = {1: MinerProfile(seed=1, crop_south_row=True)}
+    inputs = SyntheticScoringInputs(GRID, profiles=profiles)
+    run_id = seed(database.engine, init, inputs)
+    resources = build_definitions(scoring_settings, database, scoring_inputs=inputs).resources
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("miner", [str(uid) for uid in PROFILES])
+    result = materialize(
+        [day1_score, era5_score], partition_key=miner_round_key(date, 1), resources=resources, instance=instance
+    )
+    assert result.success
+    assert inputs.forecast(run_id, 1, "hk1").grid.shape == (GRID.nlat - 1, GRID.nlon)
+    meta = result.asset_materializations_for_node("era5_score")[0].metadata
+    assert meta["leads_done"].value == ", ".join(f"{h}h" for h in range(24, 241, 24))
+    with database.engine.connect() as conn:
+        status = conn.execute(sa.select(miner_responses.c.status).where(miner_responses.c.miner_uid == 1)).scalar_one()
+        stats = conn.execute(sa.select(forecast_stats).where(forecast_stats.c.miner_uid == 1)).one()
+    assert status == "era5_scored" and stats.era5_completeness == 1.0 and stats.overall_forecast_score > 0.5

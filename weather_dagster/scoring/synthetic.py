@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from weather_dagster.reference.grid import Grid
+from weather_dagster.reference.grid import CoordinateGrid, Grid
 from weather_dagster.reference.synthetic.atmosphere import SyntheticAtmosphere
 from weather_dagster.scoring.inputs import TruthKind
 
@@ -65,6 +65,8 @@ class MinerProfile:
     mode: str = "skill"  # skill | gfs_clone | nan | extreme | truth
     nan_fraction: float = 0.0
     seed: int = 0
+    # Serve Aurora's layout: the last (south-pole) latitude row cropped, as real miners' stores are.
+    crop_south_row: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,11 @@ class SyntheticForecast:
     grid_override: Grid | None = None
 
     @property
-    def grid(self) -> Grid:
-        return self.grid_override or self.atmosphere.grid
+    def grid(self) -> Grid | CoordinateGrid:
+        grid = self.grid_override or self.atmosphere.grid
+        if self.profile.crop_south_row:
+            return CoordinateGrid(grid.latitudes[:-1].astype(np.float32), grid.longitudes)
+        return grid
 
     def field(self, variable: str, level_hpa: int | None, lead_hours: int) -> np.ndarray:
         atmosphere = self.atmosphere if self.grid_override is None else SyntheticAtmosphere(self.grid_override)
@@ -103,7 +108,7 @@ class SyntheticForecast:
         if p.mode == "extreme":
             values = values.copy()
             values[values.shape[0] // 2, values.shape[1] // 2] = 1e13
-        return values
+        return values[:-1] if p.crop_south_row else values
 
 
 @dataclass
