@@ -19,6 +19,7 @@ import httpx
 from weather_dagster.core.errors import (
     InvalidDataError,
     MinerJobFailed,
+    MinerNotReady,
     MinerRejected,
     SourceError,
     TruthNotAvailable,
@@ -54,6 +55,7 @@ class ErrorClass(StrEnum):
     INVALID = "invalid"  # bad shape, units, NaN, manifest: failed, no retry
     REJECTED = "rejected"  # the miner refused the job: failed, no retry
     MINER_FAILED = "miner_failed"  # the miner's own job failed: failed, no retry
+    NOT_READY = "not_ready"  # the miner says its forecast is not ready yet: retry with backoff
     TRUTH_NOT_READY = "truth_not_ready"  # waiting_for_truth, not an attempt
     UNKNOWN = "unknown"  # anything else: retried with backoff, so a bug never kills a round
 
@@ -71,6 +73,8 @@ def classify(exc: BaseException) -> ErrorClass:
         return ErrorClass.REJECTED
     if isinstance(exc, MinerJobFailed):
         return ErrorClass.MINER_FAILED
+    if isinstance(exc, MinerNotReady):
+        return ErrorClass.NOT_READY
     if isinstance(exc, httpx.TimeoutException | TimeoutError | asyncio.TimeoutError | socket.timeout):
         return ErrorClass.TIMEOUT
     if isinstance(

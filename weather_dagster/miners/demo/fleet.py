@@ -159,6 +159,9 @@ class DemoMiner:
         if self.behaviour is Behaviour.DEEP_JSON:
             return web.Response(body=hostile.deep_json(), content_type="application/json")
         init_time = datetime.fromisoformat(data["forecast_start_time"])
+        if self.behaviour is Behaviour.DUPLICATE_JOB and (shared := await self.fleet.first_job(init_time)):
+            self.jobs[shared[0]] = shared[1]
+            return web.json_response({"status": protocol.FETCH_ACCEPTED, "job_id": shared[0], "message": "accepted"})
         job_id = str(uuid.uuid4())
         cfg = self.fleet.config
         store = ForecastStore(
@@ -194,6 +197,8 @@ class DemoMiner:
         job = self.jobs.get(job_id)
         if job is None:
             return web.json_response({"status": "not_found", "job_id": job_id, "message": "unknown job"})
+        if self.behaviour is Behaviour.POLL_FETCH_ERROR:  # the reference miner's handler on a failed job
+            return web.json_response({"error": "Internal server error: FETCH_ERROR"}, status=500)
         return web.json_response({"status": self._job_status(job), "job_id": job_id, "message": ""})
 
     def _sign(self, manifest: bytes) -> bytes:
@@ -209,14 +214,36 @@ class DemoMiner:
             manifest = await asyncio.to_thread(job.store.manifest, signer.ss58_address)
             job.manifest, job.signature = manifest, self._sign(manifest)
 
+    def _kerchunk_not_ready(self, job: Job | None) -> tuple[str, str] | None:
+        """(status, message) when this kerchunk request is not answered with a store; counts the request."""
+        if job is None or self.behaviour is Behaviour.KERCHUNK_NOT_FOUND:
+            return "not_found", "Job not found"
+        job.kerchunk_requests += 1
+        if self.behaviour is Behaviour.KERCHUNK_ERROR:
+            return "error", "Inference failed"
+        if self._job_status(job) != "completed" or (
+            self.behaviour is Behaviour.KERCHUNK_PROCESSING and job.kerchunk_requests <= 2
+        ):
+            return "processing", "Job is still processing"
+        return None
+
     async def kerchunk(self, request: web.Request) -> web.Response:
         payload, _ = await self._encrypted_call(request)
         job_id = str(payload.get("data", {}).get("job_id"))
         job = self.jobs.get(job_id)
-        if job is None or self._job_status(job) != "completed":
-            return web.json_response({"status": "error", "message": "job not ready"}, status=409)
+        not_ready = self._kerchunk_not_ready(job)
+        if not_ready is not None:  # the reference miner's shape: HTTP 200, a status, null URL/hash/token
+            status, message = not_ready
+            return web.json_response(
+                {
+                    "status": status,
+                    "message": message,
+                    "zarr_store_url": None,
+                    "verification_hash": None,
+                    "access_token": None,
+                }
+            )
         await self._prepare(job)
-        job.kerchunk_requests += 1
         if self.behaviour is Behaviour.HASH_CHANGED and job.kerchunk_requests > 1:
             job.manifest = job.store.manifest(self.keypair.ss58_address, {"revision": job.kerchunk_requests})
             job.signature = self._sign(job.manifest)
@@ -364,6 +391,17 @@ class DemoFleet:
             return await handler(request)
         finally:
             self.in_flight -= 1
+
+    async def first_job(self, init_time: datetime, wait_s: float = 2.0) -> tuple[str, Job] | None:
+        """uid 0's job for ``init_time`` (waiting a little for it): what a miner behind two uids answers."""
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            for job_id, job in list(self.miners[0].jobs.items()):
+                if job.init_time == init_time:
+                    await asyncio.sleep(0.2)  # answered after uid 0 did, as the second uid of one process
+                    return job_id, job
+            await asyncio.sleep(0.05)
+        return None
 
     def release_late(self) -> None:
         """Let the late miners finish now (tests: after the validator's freeze window closed)."""

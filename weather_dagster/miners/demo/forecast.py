@@ -134,7 +134,7 @@ class ForecastStore:
     @cached_property
     def _coords(self) -> dict[str, tuple[np.ndarray, dict]]:
         return {
-            "lat": (self.grid.latitudes[: self.nlat].astype("<f8"), {"units": "degrees_north"}),
+            "lat": (self.grid.latitudes.astype("<f8"), {"units": "degrees_north"}),
             "lon": (self.grid.longitudes.astype("<f8"), {"units": "degrees_east"}),
             "pressure_level": (np.array(PRESSURE_LEVELS_HPA, dtype="<i8"), {"units": "hPa"}),
             "time": (

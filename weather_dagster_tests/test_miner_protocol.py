@@ -1,0 +1,163 @@
+"""Answers the reference miner really gives (issue 10, protocol tolerance), on loopback, beside honest miners.
+
+- kerchunk-request answers HTTP 200 with ``processing`` / ``not_found`` / ``error`` and null URL, hash
+  and token while a job is not completed: a retry, a clear failure, the miner's failure; never invalid_data;
+- a failed job answers poll with HTTP 500 naming ``FETCH_ERROR``: recorded as such, failed at once;
+- one job_id reported by two uids of the round: the later uid fails (``duplicate_forecast``), the first
+  keeps its forecast and both are recorded; the same frozen manifest hash on two uids is noted on both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from weather_dagster.core.retry import RetryPolicy
+from weather_dagster.core.states import StepName
+from weather_dagster.db.schema import forecast_steps, miner_responses
+from weather_dagster.db.steps import StepKey, StepLog
+from weather_dagster.miners.demo.behaviours import PROTOCOL_BEHAVIOURS, Behaviour
+from weather_dagster.miners.demo.fleet import DemoFleet
+from weather_dagster.miners.duplicates import note_same_manifest
+from weather_dagster.miners.keys import validator_keypair
+from weather_dagster.miners.lifecycle import create_round, run_until_settled, seed_miners
+from weather_dagster.miners.manifest import freeze
+from weather_dagster.miners.metagraph import MinerInfo, metagraph_from_settings
+from weather_dagster.miners.protocol import KerchunkResponse
+from weather_dagster_tests.miners_support import fleet_config, validator_settings
+
+B = Behaviour
+ROSTER = [B.GOOD, *PROTOCOL_BEHAVIOURS, B.GOOD]
+# behaviour -> (final status, recorded category, text the recorded message must contain)
+EXPECTED: dict[Behaviour, tuple[str, str | None, str]] = {
+    B.KERCHUNK_PROCESSING: ("forecast_ready", None, ""),
+    B.KERCHUNK_NOT_FOUND: ("failed", "job_not_found", "kerchunk-request answered 'not_found' (Job not found)"),
+    B.KERCHUNK_ERROR: ("failed", "miner_failed", "kerchunk-request answered 'error' (Inference failed)"),
+    B.POLL_FETCH_ERROR: ("failed", "miner_failed", "miner reports FETCH_ERROR: its job failed"),
+    B.DUPLICATE_JOB: ("failed", "duplicate_forecast", "belongs to different miner (uid 0)"),
+}
+HONEST = (0, len(ROSTER) - 1)
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[DemoFleet]:
+    with DemoFleet(fleet_config(ROSTER)) as running:
+        yield running
+
+
+def _round(settings, engine) -> int:
+    run_id = create_round(engine, datetime(2026, 11, 20, tzinfo=UTC), settings)
+    seed_miners(
+        engine,
+        StepLog(engine, RetryPolicy.from_settings(settings)),
+        run_id,
+        metagraph_from_settings(settings).snapshot(),
+    )
+    return run_id
+
+
+def test_reference_miner_answers_are_classified(fleet: DemoFleet, tmp_path: Path, db_url: str, database) -> None:
+    settings = validator_settings(tmp_path, db_url, fleet.write_metagraph(tmp_path / "metagraph.json"))
+    engine = database.engine
+    run_id = _round(settings, engine)
+    assert asyncio.run(run_until_settled(settings, engine, run_id, validator_keypair(settings), max_wait_s=60))
+    with engine.connect() as conn:
+        responses = {r.miner_uid: dict(r._mapping) for r in conn.execute(sa.select(miner_responses))}
+        steps = [dict(r._mapping) for r in conn.execute(sa.select(forecast_steps))]
+
+    def step(uid: int, name: str) -> dict:
+        return next(s for s in steps if s["miner_uid"] == uid and s["step_name"] == name)
+
+    for behaviour in PROTOCOL_BEHAVIOURS:
+        uid = ROSTER.index(behaviour)
+        status, category, text = EXPECTED[behaviour]
+        r = responses[uid]
+        print(f"\n{behaviour.value}: {r['status']} / {r['failure_category']} / {r['error_message']}")
+        assert (r["status"], r["failure_category"]) == (status, category), r
+        assert text in (r["error_message"] or ""), r["error_message"]
+    # Not ready twice, then served: two retries of the manifest step, no error left on it.
+    processing = step(ROSTER.index(B.KERCHUNK_PROCESSING), "manifest")
+    assert (processing["status"], processing["retry_count"], processing["error_json"]) == ("succeeded", 2, None)
+    # A FETCH_ERROR 500 fails the poll at its first attempt instead of after every allowed poll.
+    poll = step(ROSTER.index(B.POLL_FETCH_ERROR), "poll")
+    assert (poll["status"], poll["retry_count"]) == ("failed", 1)
+    assert "HTTP 500" in poll["error_json"]["message"] and "FETCH_ERROR" in poll["error_json"]["message"]
+    # not_found / error fail at once, as the miner's failure, never as bad data.
+    for behaviour in (B.KERCHUNK_NOT_FOUND, B.KERCHUNK_ERROR):
+        manifest = step(ROSTER.index(behaviour), "manifest")
+        assert (manifest["status"], manifest["retry_count"]) == ("failed", 1)
+    # Duplicate job: the later uid failed at query; the first (uid 0) kept its forecast, both recorded.
+    duplicate = ROSTER.index(B.DUPLICATE_JOB)
+    assert responses[duplicate]["job_id"] == responses[0]["job_id"]
+    assert step(0, "query")["context"]["duplicate_job_id_uids"] == [0, duplicate]
+    assert step(duplicate, "query")["error_json"]["category"] == "duplicate_forecast"
+    for uid in HONEST:  # first-attempt successes (polls wait for "completed")
+        assert responses[uid]["status"] == "forecast_ready"
+        mine = [s for s in steps if s["miner_uid"] == uid]
+        assert all(s["status"] == "succeeded" and s["error_json"] is None for s in mine)
+        assert all(s["retry_count"] == 0 for s in mine if s["step_name"] != "poll")
+
+
+def test_kerchunk_answer_shapes() -> None:
+    """The reference miner's not-ready shape parses (not invalid_data) and is not ready; a full answer is."""
+    not_ready = KerchunkResponse.model_validate(
+        {
+            "status": "processing",
+            "message": "Job is still processing",
+            "zarr_store_url": None,
+            "verification_hash": None,
+            "access_token": None,
+        }
+    )
+    assert not not_ready.ready and not_ready.status == "processing"
+    ready = KerchunkResponse.model_validate(
+        {
+            "status": "completed",
+            "zarr_store_url": "/forecasts/x.zarr/",
+            "verification_hash": "ab" * 32,
+            "access_token": "t",
+        }
+    )
+    assert ready.ready
+    assert not KerchunkResponse.model_validate({"status": "completed", "zarr_store_url": "/forecasts/x"}).ready
+
+
+def test_same_manifest_hash_on_two_uids_is_noted_on_both(tmp_path: Path, db_url: str, database) -> None:
+    """Two uids frozen with one manifest hash: each uid's manifest step names both; neither fails."""
+    settings = validator_settings(tmp_path, db_url)
+    engine = database.engine
+    steps = StepLog(engine, RetryPolicy.from_settings(settings))
+    run_id = create_round(engine, datetime(2026, 11, 20, tzinfo=UTC), settings)
+    miners = [MinerInfo(uid=u, hotkey=f"hotkey-{u}", ip="127.0.0.1", port=9000 + u) for u in range(3)]
+    seed_miners(engine, steps, run_id, miners)
+    shared, other = "ab" * 32, "cd" * 32
+    for info, verification_hash in zip(miners, (shared, other, shared), strict=True):
+        key = StepKey(run_id, info.uid, info.hotkey, StepName.MANIFEST)
+        steps.ensure_pending(key, due_at=datetime.now(UTC))
+        manifest = {"files": {}, "signer_hotkey_ss58": info.hotkey}
+        freeze(
+            engine,
+            run_id=run_id,
+            miner_uid=info.uid,
+            miner_hotkey=info.hotkey,
+            manifest=manifest,
+            verification_hash=verification_hash,
+            store_url="http://127.0.0.1/forecasts/x.zarr/",
+            window_s=60.0,
+        )
+    last = StepKey(run_id, 2, "hotkey-2", StepName.MANIFEST)
+    assert note_same_manifest(engine, last, shared) == [0, 2]
+    with engine.connect() as conn:
+        contexts = {
+            r.miner_uid: r.context
+            for r in conn.execute(sa.select(forecast_steps).where(forecast_steps.c.step_name == "manifest"))
+        }
+        statuses = {r.miner_uid: r.status for r in conn.execute(sa.select(miner_responses))}
+    assert contexts[0]["same_manifest_hash_uids"] == [0, 2] == contexts[2]["same_manifest_hash_uids"]
+    assert "same_manifest_hash_uids" not in (contexts[1] or {})
+    assert "failed" not in statuses.values()
