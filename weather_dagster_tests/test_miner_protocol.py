@@ -40,6 +40,7 @@ EXPECTED: dict[Behaviour, tuple[str, str | None, str]] = {
     B.KERCHUNK_ERROR: ("failed", "miner_failed", "kerchunk-request answered 'error' (Inference failed)"),
     B.POLL_FETCH_ERROR: ("failed", "miner_failed", "miner reports FETCH_ERROR: its job failed"),
     B.DUPLICATE_JOB: ("failed", "duplicate_forecast", "belongs to different miner (uid 0)"),
+    B.STORE_RESETS: ("forecast_ready", None, ""),  # every dropped read reconnected within the step
 }
 HONEST = (0, len(ROSTER) - 1)
 
@@ -96,11 +97,41 @@ def test_reference_miner_answers_are_classified(fleet: DemoFleet, tmp_path: Path
     assert responses[duplicate]["job_id"] == responses[0]["job_id"]
     assert step(0, "query")["context"]["duplicate_job_id_uids"] == [0, duplicate]
     assert step(duplicate, "query")["error_json"]["category"] == "duplicate_forecast"
+    # Connections dropped mid-body: reconnected within the step, which succeeded at its first attempt.
+    resets = ROSTER.index(B.STORE_RESETS)
+    assert fleet.miners[resets].resets >= 1
+    assert (step(resets, "manifest")["status"], step(resets, "manifest")["retry_count"]) == ("succeeded", 0)
     for uid in HONEST:  # first-attempt successes (polls wait for "completed")
         assert responses[uid]["status"] == "forecast_ready"
         mine = [s for s in steps if s["miner_uid"] == uid]
         assert all(s["status"] == "succeeded" and s["error_json"] is None for s in mine)
         assert all(s["retry_count"] == 0 for s in mine if s["step_name"] != "poll")
+
+
+def test_store_read_reconnects_then_leaves_a_transient_error_to_the_step() -> None:
+    """Refused every time: tried once per pause plus once, then the error is a connection error (retried)."""
+    import time
+
+    from weather_dagster.core.retry import ErrorClass, classify, with_reconnects
+    from weather_dagster.miners.demo.fleet import free_port
+    from weather_dagster.miners.perimeter import BlockingHttp, bounded_get_sync
+
+    http = BlockingHttp()
+    calls, pauses = [], []
+    url = f"http://127.0.0.1:{free_port()}/forecasts/x.zarr/2t/0.0.0"  # nothing listens there
+
+    def read() -> bytes:
+        calls.append(time.monotonic())
+        return bounded_get_sync(http, url, max_bytes=1024, deadline_s=1.0, timeout_s=2.0, headers={})
+
+    try:
+        with pytest.raises(Exception) as raised:
+            with_reconnects(read, (0.5, 1.0), sleep=lambda s: (pauses.append(s), time.sleep(s)))
+    finally:
+        http.close()
+    assert len(calls) == 3 and pauses == [0.5, 1.0]
+    assert calls[2] - calls[0] >= 1.5
+    assert classify(raised.value) is ErrorClass.CONNECTION
 
 
 def test_kerchunk_answer_shapes() -> None:

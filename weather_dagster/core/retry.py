@@ -10,9 +10,12 @@ import asyncio
 import random
 import socket
 import ssl
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TypeVar
 
 import httpx
 
@@ -26,6 +29,8 @@ from weather_dagster.core.errors import (
 )
 from weather_dagster.core.states import StepName, StepStatus
 from weather_dagster.settings import Settings
+
+T = TypeVar("T")
 
 
 class WorkKind(StrEnum):
@@ -93,6 +98,35 @@ def classify(exc: BaseException) -> ErrorClass:
     if isinstance(exc, httpx.TransportError | ssl.SSLError | SourceError | ConnectionError):
         return ErrorClass.SERVER
     return ErrorClass.UNKNOWN
+
+
+# Dropped connections a request may be repeated on at once: nothing was answered, so nothing is lost.
+_RECONNECTABLE = (
+    httpx.ConnectError,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+    ConnectionRefusedError,
+    ConnectionResetError,
+    ConnectionAbortedError,
+    BrokenPipeError,
+)
+
+
+def with_reconnects(call: Callable[[], T], pauses_s: Sequence[float], sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run ``call``, repeating it after each pause in ``pauses_s`` while its connection is refused or reset.
+
+    For blocking store reads inside one step: a miner restarting its server costs seconds, not a step
+    retry. The last error is raised as it is, so the step's policy then classifies it (connection or
+    server: a transient retry with backoff). Anything else (timeouts, status codes, bad data) is not
+    repeated here.
+    """
+    for pause in pauses_s:
+        try:
+            return call()
+        except _RECONNECTABLE:
+            sleep(pause)
+    return call()
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from weather_dagster.core.errors import (
     InvalidDataError,
     ManifestError,
     MinerJobFailed,
-    MinerNotReady,
     MinerRejected,
     SafetyViolation,
     WeatherError,
@@ -39,6 +38,7 @@ from weather_dagster.db.states import set_miner_status
 from weather_dagster.db.steps import StepKey, StepLog
 from weather_dagster.db.types import utcnow
 from weather_dagster.miners import protocol
+from weather_dagster.miners.answers import check_kerchunk_ready, unreachable_state
 from weather_dagster.miners.duplicates import check_job_id, note_same_manifest
 from weather_dagster.miners.fiber_client import FiberClient, MinerProtocolError
 from weather_dagster.miners.manifest import (
@@ -79,12 +79,6 @@ class ForecastNotReady(WeatherError):
     """The miner kept saying "running" for every allowed poll."""
 
     category = "not_ready"
-
-
-class JobNotFound(MinerJobFailed):
-    """The miner said the job was done, then that it does not know it (kerchunk ``not_found``)."""
-
-    category = "job_not_found"
 
 
 class HotkeyChanged(WeatherError):
@@ -229,7 +223,7 @@ class RoundWorker:
         except SafetyViolation:
             raise
         except (httpx.HTTPError, MinerProtocolError, InvalidDataError, OSError) as exc:
-            state = _unreachable_state(exc)  # SPEC: anything else, keep polling (the reference does too)
+            state = unreachable_state(exc)  # SPEC: anything else, keep polling (the reference does too)
         # Past the freeze window a forecast can no longer be frozen, whatever the miner says now.
         check_freeze_window(self.engine, key.run_id, self.settings.miners.manifest_freeze_window_s)
         if state in protocol.POLL_DONE:
@@ -256,7 +250,7 @@ class RoundWorker:
             check_freeze_window(self.engine, key.run_id, settings.miners.manifest_freeze_window_s)
             timeout = self._timeout(settings.retry.kerchunk_timeout_s, attempt, row)
             answer = await client.kerchunk(info.address, job_id, timeout)
-            _check_kerchunk_ready(answer)
+            check_kerchunk_ready(answer)
             root = check_store_url(answer.zarr_store_url, info.ip, info.port, settings)
             read = {"token": answer.access_token, "timeout_s": timeout}
             manifest_bytes = await client.get_store_file(
@@ -344,26 +338,6 @@ class RoundWorker:
                     )
                     .values(inference_completed_at=completed)
                 )
-
-
-def _check_kerchunk_ready(answer: protocol.KerchunkResponse) -> None:
-    """Not completed yet is a retry; an unknown or failed job is the miner's failure; never invalid_data."""
-    status = (answer.status or "").lower()
-    said = f"{answer.status!r}" + (f" ({answer.message})" if answer.message else "")
-    if status == protocol.KERCHUNK_NOT_FOUND:
-        raise JobNotFound(f"kerchunk-request answered {said}: the miner no longer knows the job it completed")
-    if status in protocol.KERCHUNK_FAILED:
-        raise MinerJobFailed(f"kerchunk-request answered {said}: the miner reports its job failed")
-    if not answer.ready:
-        raise MinerNotReady(f"kerchunk-request answered {said} without URL, hash and token: not ready yet")
-
-
-def _unreachable_state(exc: BaseException) -> str:
-    """The poll state of a failed request; a reference miner's FETCH_ERROR answer is its job's failure."""
-    excerpt = getattr(exc, "body_excerpt", b"")
-    if protocol.FETCH_ERROR_MARKER in excerpt:
-        raise MinerJobFailed(f"miner reports FETCH_ERROR: its job failed (poll answered {exc})")
-    return f"unreachable ({exc})"[:400] if excerpt else f"unreachable ({type(exc).__name__})"
 
 
 def _sibling(key: StepKey, name: StepName) -> StepKey:

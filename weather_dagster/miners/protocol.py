@@ -31,8 +31,7 @@ POLL_FAILED = frozenset({"failed", "error", "fetch_error"})
 
 # kerchunk-request answers: the reference miner answers HTTP 200 with one of these and null URL, hash
 # and token while the job is not completed (gaia/miner/utils/subnet.py), so none of them is bad data.
-KERCHUNK_DONE = "completed"
-KERCHUNK_NOT_READY = frozenset({"processing", "received", "running", "running_inference", "processing_output"})
+# Any other status without URL, hash and token ("processing", even "completed") means not ready yet.
 KERCHUNK_NOT_FOUND = "not_found"
 KERCHUNK_FAILED = frozenset({"error", "failed", "fetch_error"})
 # A failed job on a reference miner makes its poll handler read an undefined ``FETCH_ERROR`` status

@@ -31,6 +31,7 @@ class Behaviour(StrEnum):
     KERCHUNK_ERROR = "kerchunk_error"  # poll says completed, kerchunk then says "error"
     POLL_FETCH_ERROR = "poll_fetch_error"  # its job failed: poll answers HTTP 500 naming FETCH_ERROR
     DUPLICATE_JOB = "duplicate_job"  # answers with uid 0's job_id (one miner process behind two uids)
+    STORE_RESETS = "store_resets"  # every third store read: connection dropped mid-body (server restarts)
     # Hostile miners (issue 10, see demo/hostile.py): each must be refused cheaply, classified, alone.
     HTTP_GZIP_BOMB = "http_gzip_bomb"  # chunk responses are a gzip Content-Encoding bomb
     STACKED_ENCODING = "stacked_encoding"  # Content-Encoding: gzip, gzip around a bomb

@@ -90,6 +90,8 @@ class DemoMiner:
         self.calls = 0
         self.port = 0
         self.issued_tokens: list[str] = []
+        self.store_reads = 0
+        self.resets = 0  # connections dropped on purpose (Behaviour.STORE_RESETS)
         self.served_keys: set[str] = set()  # store keys a validator asked for (tests: extras never read)
 
     # -- fiber server side -------------------------------------------------------------------------
@@ -302,12 +304,26 @@ class DemoMiner:
             raise web.HTTPNotFound()
         if self.behaviour is Behaviour.SLOW_DRIP:
             return await self._drip(request, data)
+        if self.behaviour is Behaviour.STORE_RESETS and key not in (MANIFEST_KEY, SIGNATURE_KEY):
+            self.store_reads += 1
+            if self.store_reads % 3 == 0:
+                return self._reset_mid_body(request, data)
         encoding = hostile.HTTP_ENCODINGS.get(self.behaviour)
         if encoding and key not in job.store.metadata and key not in (MANIFEST_KEY, SIGNATURE_KEY):
             body = await asyncio.to_thread(hostile.http_bomb, encoding, self.fleet.config.bomb_bytes)
             headers = {"content-encoding": encoding, "content-type": "application/octet-stream"}
             return web.Response(body=body, headers=headers)
         return web.Response(body=data, content_type="application/octet-stream")
+
+    def _reset_mid_body(self, request: web.Request, data: bytes) -> web.Response:
+        """Headers and half the body, then the connection dropped: what a miner whose server exits does."""
+        self.resets += 1
+        transport = request.transport
+        if transport is not None:
+            head = f"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {len(data)}\r\n\r\n"
+            transport.write(head.encode() + data[: len(data) // 2])
+            transport.abort()
+        return web.Response()
 
     async def _drip_headers(self, request: web.Request) -> web.Response:
         """A status line, then one header line per drip interval, never the blank line that ends them."""
