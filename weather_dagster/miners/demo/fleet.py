@@ -389,6 +389,7 @@ class DemoFleet:
             for uid in range(config.count)
         ]
         self.late_released = False
+        self.shared_jobs: set[str] = set()  # uid 0's jobs already answered by a DUPLICATE_JOB miner
         self.in_flight = 0
         self.max_in_flight = 0
         self.requests = 0
@@ -413,7 +414,8 @@ class DemoFleet:
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             for job_id, job in list(self.miners[0].jobs.items()):
-                if job.init_time == init_time:
+                if job.init_time == init_time and job_id not in self.shared_jobs:  # one per round
+                    self.shared_jobs.add(job_id)
                     await asyncio.sleep(0.2)  # answered after uid 0 did, as the second uid of one process
                     return job_id, job
             await asyncio.sleep(0.05)
