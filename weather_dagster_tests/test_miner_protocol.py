@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from weather_dagster.core.retry import RetryPolicy
+from weather_dagster.core.retry import ErrorClass, RetryPolicy, classify
 from weather_dagster.core.states import StepName
 from weather_dagster.db.schema import forecast_steps, miner_responses
 from weather_dagster.db.steps import StepKey, StepLog
+from weather_dagster.miners.answers import JobNotFound
 from weather_dagster.miners.demo.behaviours import PROTOCOL_BEHAVIOURS, Behaviour
 from weather_dagster.miners.demo.fleet import DemoFleet
 from weather_dagster.miners.duplicates import note_same_manifest
@@ -28,6 +29,7 @@ from weather_dagster.miners.keys import validator_keypair
 from weather_dagster.miners.lifecycle import create_round, run_until_settled, seed_miners
 from weather_dagster.miners.manifest import freeze
 from weather_dagster.miners.metagraph import MinerInfo, metagraph_from_settings
+from weather_dagster.miners.opening import open_verified_forecast
 from weather_dagster.miners.protocol import KerchunkResponse
 from weather_dagster_tests.miners_support import fleet_config, validator_settings
 
@@ -101,6 +103,15 @@ def test_reference_miner_answers_are_classified(fleet: DemoFleet, tmp_path: Path
     resets = ROSTER.index(B.STORE_RESETS)
     assert fleet.miners[resets].resets >= 1
     assert (step(resets, "manifest")["status"], step(resets, "manifest")["retry_count"]) == ("succeeded", 0)
+    # After the freeze, at scoring time, "not_found" is the miner's clear failure (job_not_found), not bad data.
+    frozen = ROSTER.index(B.KERCHUNK_PROCESSING)
+    fleet.miners[frozen].behaviour = B.KERCHUNK_NOT_FOUND
+    try:
+        with pytest.raises(JobNotFound, match="answered 'not_found'") as raised:
+            open_verified_forecast(settings, engine, run_id, frozen, responses[frozen]["miner_hotkey"])
+        assert classify(raised.value) is ErrorClass.MINER_FAILED and raised.value.category == "job_not_found"
+    finally:
+        fleet.miners[frozen].behaviour = B.KERCHUNK_PROCESSING
     for uid in HONEST:  # first-attempt successes (polls wait for "completed")
         assert responses[uid]["status"] == "forecast_ready"
         mine = [s for s in steps if s["miner_uid"] == uid]
@@ -192,3 +203,24 @@ def test_same_manifest_hash_on_two_uids_is_noted_on_both(tmp_path: Path, db_url:
     assert contexts[0]["same_manifest_hash_uids"] == [0, 2] == contexts[2]["same_manifest_hash_uids"]
     assert "same_manifest_hash_uids" not in (contexts[1] or {})
     assert "failed" not in statuses.values()
+
+
+def test_a_poll_5xx_keeps_polling_with_its_body_recorded_unless_it_names_fetch_error() -> None:
+    from weather_dagster.core.errors import MinerJobFailed
+    from weather_dagster.core.retry import ErrorClass, classify
+    from weather_dagster.miners.answers import unreachable_state
+    from weather_dagster.miners.perimeter import BoundedResponse, raise_for_status
+
+    def error(status: int, body: bytes) -> Exception:
+        with pytest.raises(Exception) as raised:
+            raise_for_status(BoundedResponse(status, body, 1.0), "/weather-poll-job-status")
+        return raised.value
+
+    busy = error(503, b"upstream busy" + b"x" * 1000)
+    assert classify(busy) is ErrorClass.SERVER  # the retry classification is unchanged
+    state = unreachable_state(busy)
+    assert "HTTP 503: upstream busy" in state and len(state) <= 400
+    refused = unreachable_state(error(404, b"page body"))
+    assert "HTTP 404" in refused and "page body" not in refused  # only a 5xx body is shown
+    with pytest.raises(MinerJobFailed, match="miner reports FETCH_ERROR: its job failed"):
+        unreachable_state(error(500, b'{"error": "Internal server error: FETCH_ERROR"}'))
