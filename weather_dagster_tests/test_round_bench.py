@@ -34,7 +34,9 @@ def test_score_batch_reports_its_miners_and_the_cpu_inside_the_scoring_service(s
     outputs = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_OUTPUT]
     meta = {k: v.value for k, v in outputs[0].step_output_data.metadata.items()}
     assert meta["miners"] == len(PROFILES)
-    assert meta["scored"] + meta["failed"] == len(PROFILES) and meta["failed"] >= 1  # uid 3: extreme values
+    # Every miner is accounted for; under the reference profile (as deployed) uid 3's extreme values
+    # are not refused by Day1: it is scored, 0 (each variable fails sanity).
+    assert meta["scored"] + meta["failed"] == len(PROFILES) and meta["scored"] >= 3
     assert 0.0 < meta["validator_cpu_s"] <= meta["op_cpu_s"]
     materialized = result.asset_materializations_for_node("score_batch")
     assert len(materialized) == meta["scored"]

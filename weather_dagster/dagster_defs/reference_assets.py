@@ -122,11 +122,53 @@ def gfs_forecast(
     return _run(lambda: reference.load_gfs_forecast(init_time), reference)
 
 
-@asset(partitions_def=era5_dates, check_specs=_check_specs("era5_truth"), group_name=GROUP)
+LAG_CHECK = AssetCheckSpec(
+    "source_lag",
+    asset="era5_truth",
+    description="every configured ERA5 source publishes within reference.era5_lag_warn_hours of the clock",
+)
+
+
+def lag_check(reference: ReferenceData) -> tuple[dict[str, Any], AssetCheckResult]:
+    """The lag of each ERA5 source as metadata, and a warning check when one exceeds the setting."""
+    limit = reference.settings.reference.era5_lag_warn_hours
+    lags = reference.era5_lags()
+    late = {name: lag for name, lag in lags.items() if lag is None or lag > limit}
+    metadata: dict[str, Any] = {
+        f"lag_hours_{name}": MetadataValue.float(-1.0 if lag is None else lag) for name, lag in lags.items()
+    }
+    check = AssetCheckResult(
+        check_name=LAG_CHECK.name,
+        passed=not late,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "lag_hours": MetadataValue.json(lags),
+            "warn_after_hours": MetadataValue.float(limit),
+            "late_sources": MetadataValue.text(
+                ", ".join(f"{n} ({'unreachable' if v is None else v})" for n, v in late.items())
+            ),
+        },
+    )
+    return metadata, check
+
+
+@asset(
+    partitions_def=era5_dates,
+    check_specs=[*_check_specs("era5_truth"), LAG_CHECK],
+    group_name=GROUP,
+)
 def era5_truth(context: AssetExecutionContext, reference: ReferenceResource) -> MaterializeResult:
-    """ERA5 at 00Z of the partition date, all scored variables and levels, cached."""
+    """ERA5 at 00Z of the partition date, all scored variables and levels, cached, from the first
+    source in ``reference.era5_sources`` that has it; the metadata says which, and each source's lag."""
     valid_time = context.partition_time_window.start.astimezone(UTC)
-    return _run(lambda: reference.load_era5(valid_time), reference)
+    result = _run(lambda: reference.load_era5(valid_time), reference)
+    lag_metadata, check = lag_check(reference)
+    metadata = {
+        **(result.metadata or {}),
+        **lag_metadata,
+        "truth_source": MetadataValue.text(reference.era5_truth_source(valid_time) or ""),
+    }
+    return MaterializeResult(metadata=metadata, check_results=[*(result.check_results or []), check])
 
 
 @asset(partitions_def=climatology_slices, check_specs=_check_specs("era5_climatology"), group_name=GROUP)
@@ -144,7 +186,10 @@ def era5_dates_to_request(
     Returns the dates and the ERA5T stop stamp (part of the run key, so a new publication lets a
     failed date be asked again while a repeated tick stays harmless).
     """
-    stop = reference.era5_store.era5t_stop()
+    stops = [x for x in reference.era5_published_until().values() if x is not None]
+    if not stops:
+        raise SourceError(", ".join(reference.settings.reference.era5_sources), "no ERA5 source answers its probe")
+    stop = max(stops)
     today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     dates = []
     for back in range(lookback_days, -1, -1):

@@ -31,13 +31,18 @@ from weather_dagster.core.errors import InvalidDataError, ManifestError, SafetyV
 from weather_dagster.miners.decoding import ChunkSpec, decode_chunk, decoding, load_json, zarr_view
 from weather_dagster.miners.manifest import file_hash
 from weather_dagster.miners.perimeter import check_store_key
-from weather_dagster.reference.grid import Grid
+from weather_dagster.reference.grid import AnyGrid, CoordinateGrid, Grid
 from weather_dagster.reference.variables import VARIABLES
 from weather_dagster.settings import Settings
 
 METADATA_SUFFIXES = (".zmetadata", ".zarray", ".zattrs", ".zgroup", "zarr.json")
-ALLOWED_DTYPES = {"<f4", "<f8", "<i4", "<i8", "<M8[ns]", "<m8[ns]", "|i1", "<i2"}
-FIELD_DTYPES = {"<f4", "<f8"}
+# Numeric dtypes only (never object or structured); either byte order, as numpy reads both.
+_NUMERIC = ("f4", "f8", "i4", "i8", "i2", "M8[ns]", "m8[ns]")
+ALLOWED_DTYPES = {f"{order}{kind}" for order in "<>" for kind in _NUMERIC} | {"|i1"}
+FIELD_DTYPES = {"<f4", "<f8", ">f4", ">f8"}
+# A miner grid may be any regular-ish layout the reference validator interpolates (Aurora's
+# 720-row crop, ascending latitude, -180..180 longitude); sizes beyond these are refused as unsafe.
+MAX_GRID_POINTS_PER_AXIS = 4 * 1441
 ALLOWED_CODECS = {"blosc", "zstd", "zlib", "gzip", "lz4", "bz2", "lzma"}
 COORD_DIMS = {"time": "time", "pressure_level": "pressure_level", "lat": "lat", "lon": "lon"}
 
@@ -248,7 +253,7 @@ class ForecastLayout:
 
 def check_metadata(
     zmetadata: bytes, layout: ForecastLayout, *, expected_grid: Grid | None, max_chunk_bytes: int
-) -> Grid:
+) -> GridShape:
     """Validate the consolidated metadata before any array exists; returns the forecast's grid."""
     try:
         meta = load_json(zmetadata, ".zmetadata")["metadata"]
@@ -279,14 +284,13 @@ def check_metadata(
     lat, _ = array("lat")
     lon, _ = array("lon")
     nlat, nlon = lat["shape"][0], lon["shape"][0]
-    if expected_grid is not None:
-        grid = expected_grid
-        if (nlat, nlon) != grid.shape:
-            raise InvalidDataError(f"grid {nlat} x {nlon} is not the expected {grid.nlat} x {grid.nlon}")
-    else:
-        if nlon < 3 or 360.0 % (360.0 / nlon) > 1e-9 or nlat != round(nlon / 2) + 1:
-            raise InvalidDataError(f"grid {nlat} x {nlon} is not a global regular grid")
-        grid = Grid(360.0 / nlon)
+    if expected_grid is not None and (nlat, nlon) != expected_grid.shape:
+        raise InvalidDataError(f"grid {nlat} x {nlon} is not the expected {expected_grid.nlat} x {expected_grid.nlon}")
+    # The reference validator checks no grid: it interpolates whatever it gets onto the truth grid
+    # (``weather_logic.py`` ~2869-2926). Only sizes a grid cannot have, or that are unsafe, are refused.
+    if not (2 <= nlat <= MAX_GRID_POINTS_PER_AXIS and 3 <= nlon <= MAX_GRID_POINTS_PER_AXIS):
+        raise InvalidDataError(f"grid {nlat} x {nlon} is not a latitude-longitude grid this validator reads")
+    grid = GridShape(nlat, nlon)
     steps, nlevels = len(layout.lead_hours), len(layout.levels)
     for coord, size in (("time", steps), ("pressure_level", nlevels)):
         zarray, _ = array(coord)
@@ -316,14 +320,55 @@ def check_metadata(
     return grid
 
 
-class VerifiedForecast:
-    """One miner's forecast as a ``ForecastSource``: float32 (nlat, nlon) fields, verified reads."""
+@dataclass(frozen=True)
+class GridShape:
+    """The grid size the metadata declares, before the coordinate values are read."""
 
-    def __init__(self, store: VerifiedStore, layout: ForecastLayout, init_time: datetime, grid: Grid) -> None:
+    nlat: int
+    nlon: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.nlat, self.nlon)
+
+
+def miner_grid(latitudes: np.ndarray, longitudes: np.ndarray, shape: tuple[int, int]) -> AnyGrid:
+    """The grid the coordinates describe: the canonical ``Grid`` when they are canonical.
+
+    Refused: coordinates that do not match the declared shape, are not finite, repeat or turn back
+    (no interpolation is defined on them), or lie outside the globe (latitude -90..90, longitude
+    -180..360). Everything else - any order, any regular or irregular spacing, a missing pole row -
+    is accepted and interpolated as the scoring profile says.
+    """
+    lat = np.asarray(latitudes, dtype=np.float64).ravel()
+    lon = np.asarray(longitudes, dtype=np.float64).ravel()
+    if (lat.size, lon.size) != shape:
+        raise ValueError(f"coordinates {lat.size} x {lon.size} do not match the arrays' {shape[0]} x {shape[1]}")
+    if not (np.all(np.isfinite(lat)) and np.all(np.isfinite(lon))):
+        raise ValueError("coordinates are not finite")
+    for name, values in (("latitude", lat), ("longitude", lon)):
+        steps = np.diff(values)
+        if not (np.all(steps > 0) or np.all(steps < 0)):
+            raise ValueError(f"{name} is not strictly monotonic")
+    if lat.min() < -90.0 - 1e-6 or lat.max() > 90.0 + 1e-6 or lon.min() < -180.0 - 1e-6 or lon.max() > 360.0 + 1e-6:
+        raise ValueError("coordinates lie outside latitude -90..90 / longitude -180..360")
+    grid = CoordinateGrid(lat, lon)
+    return grid.canonical() or grid
+
+
+class VerifiedForecast:
+    """One miner's forecast as a ``ForecastSource``: native-endian (nlat, nlon) fields, verified reads.
+
+    ``grid`` is the store's own grid (a canonical ``Grid`` or a ``CoordinateGrid``); fields come in
+    the store's orientation and precision (float32 or float64), and scoring maps them onto the truth
+    grid (``scoring/regrid.py``).
+    """
+
+    def __init__(self, store: VerifiedStore, layout: ForecastLayout, init_time: datetime, grid: GridShape) -> None:
         self.store = store
         self.layout = layout
         self.init_time = init_time
-        self.grid = grid
+        self.grid: AnyGrid | GridShape = grid
         store.restrict_to([*COORD_DIMS, *layout.surface, *layout.atmospheric])
         with decoding("forecast store (fill values, time units or dtypes)"):
             self.dataset = xr.open_zarr(store, consolidated=True, zarr_format=2, chunks=None, decode_times=True)
@@ -350,7 +395,7 @@ class VerifiedForecast:
 
     def _check_coordinates(self) -> None:
         try:
-            Grid.from_coords(self._coord("lat"), self._coord("lon"))
+            self.grid = miner_grid(self._coord("lat"), self._coord("lon"), self.grid.shape)
         except ValueError as exc:
             raise InvalidDataError(f"forecast coordinates: {exc}") from None
         levels = [int(v) for v in self._coord("pressure_level")]
@@ -408,7 +453,8 @@ class VerifiedForecast:
         self._prefetch_after(variable, level_hpa, lead_hours)
         if values.shape != self.grid.shape:
             raise InvalidDataError(f"{variable} field has shape {values.shape}, expected {self.grid.shape}")
-        return np.ascontiguousarray(values, dtype=np.float32)
+        native = values.dtype.newbyteorder("=") if values.dtype.kind == "f" else np.dtype(np.float32)
+        return np.ascontiguousarray(values, dtype=native if native.itemsize in (4, 8) else np.float32)
 
     def close(self) -> None:
         self.dataset.close()

@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from weather_dagster.core.errors import WeatherError
+from weather_dagster.core.retry import RetryPolicy
 from weather_dagster.core.states import (
     ROUND_FORWARD,
     ROUND_TRANSITIONS,
@@ -16,6 +18,8 @@ from weather_dagster.core.states import (
 )
 from weather_dagster.db.schema import forecast_runs, forecast_steps, miner_responses
 from weather_dagster.db.states import set_round_status
+from weather_dagster.db.steps import StepKey, StepLog
+from weather_dagster.orchestration.readiness import round_expires_at
 from weather_dagster.settings import Settings
 
 _M = MinerForecastStatus
@@ -25,6 +29,56 @@ FORWARD = [s for s in ROUND_FORWARD if s is not RoundStatus.COMPLETED]
 _QUERYING = {_M.CREATED, _M.FETCH_INITIATED, _M.INFERENCE_RUNNING}
 _DAY1 = {_M.FORECAST_READY, _M.DAY1_SCORING}
 _ERA5 = {_M.DAY1_SCORED, _M.ERA5_SCORING}
+
+
+class TruthNeverArrived(WeatherError):
+    """The round expired before any ERA5 source published this lead's valid time."""
+
+    category = "truth_never_arrived"
+
+
+def waiting_leads(conn: sa.Connection, run_id: int, settings: Settings) -> dict[tuple[int, str], list[int]]:
+    """ERA5 leads not finished (succeeded or failed) of each forecast in its ERA5 stage."""
+    r, s = miner_responses.c, forecast_steps.c
+    forecasts = conn.execute(
+        sa.select(r.miner_uid, r.miner_hotkey).where(r.run_id == run_id, r.status.in_([x.value for x in _ERA5]))
+    ).all()
+    if not forecasts:
+        return {}
+    finished = {
+        (x.miner_uid, x.miner_hotkey, x.lead_hours)
+        for x in conn.execute(
+            sa.select(s.miner_uid, s.miner_hotkey, s.lead_hours).where(
+                s.run_id == run_id,
+                s.step_name == StepName.ERA5.value,
+                s.status.in_([StepStatus.SUCCEEDED.value, StepStatus.FAILED.value]),
+            )
+        ).all()
+    }
+    leads = settings.scoring.era5_lead_hours
+    waiting = {
+        (f.miner_uid, f.miner_hotkey): [lead for lead in leads if (f.miner_uid, f.miner_hotkey, lead) not in finished]
+        for f in forecasts
+    }
+    return {key: value for key, value in waiting.items() if value}
+
+
+def _record_truth_never_arrived(
+    conn: sa.Connection, run_id: int, init_time: datetime, waiting: dict[tuple[int, str], list[int]], settings: Settings
+) -> None:
+    """At expiry, each lead still waiting gets a failed step saying its truth never arrived."""
+    steps = StepLog(conn.engine, RetryPolicy.from_settings(settings), connection=conn)
+    sources = ", ".join(settings.reference.era5_sources)
+    for (uid, hotkey), leads in sorted(waiting.items()):
+        for lead in leads:
+            key = StepKey(run_id, uid, hotkey, StepName.ERA5, lead_hours=lead)
+            current = conn.execute(sa.select(forecast_steps.c.status, forecast_steps.c.retry_count).where(key.where()))
+            row = current.one_or_none()
+            if row is not None and row.status == StepStatus.IN_PROGRESS.value:
+                continue  # a run is scoring it right now; its own outcome stands
+            valid = init_time + timedelta(hours=lead)
+            error = TruthNeverArrived(f"round expired before ERA5 at {valid:%Y-%m-%dT%H}Z was published ({sources})")
+            steps.fail(key, error, attempt=row.retry_count if row is not None else 0)
 
 
 def target_status(statuses: set[MinerForecastStatus], era5_running: bool) -> RoundStatus:
@@ -56,7 +110,11 @@ def sync_round_status(conn: sa.Connection, run_id: int, settings: Settings, now:
     current = RoundStatus(round_row.status)
     if current in (_R.COMPLETED, _R.EXPIRED, _R.ERROR):
         return current
-    if now > round_row.gfs_init_time_utc + timedelta(days=settings.round.expire_after_days):
+    init = round_row.gfs_init_time_utc
+    waiting = waiting_leads(conn, run_id, settings)
+    expires = round_expires_at(init, {lead for leads in waiting.values() for lead in leads}, settings)
+    if now > expires:
+        _record_truth_never_arrived(conn, run_id, init, waiting, settings)
         set_round_status(conn, run_id, _R.EXPIRED, now=now, error_message="still open after the round window")
         return _R.EXPIRED
     r, s = miner_responses.c, forecast_steps.c

@@ -56,6 +56,10 @@ class PartitionCache:
     def is_valid(self, kind: str, key: str) -> bool:
         return (self.path(kind, key) / MARKER).is_file()
 
+    def info(self, kind: str, key: str) -> dict[str, Any]:
+        """What the downloader recorded for a valid entry (its completion marker)."""
+        return json.loads((self.path(kind, key) / MARKER).read_text())
+
     def read(self, kind: str, key: str, load: bool = True) -> CacheResult:
         """The cached entry, loaded into memory, or (``load=False``) opened lazily: each field is then
         read from disk when used (one 2-D field per chunk), which keeps memory bounded."""

@@ -8,13 +8,21 @@ caller of a partition downloads it (once, whatever the concurrency), everyone el
 - ``gfs_forecast(init).field(var, level, lead_hours)``    GFS forecast of cycle ``init`` (Day1 leads)
 - ``era5().field(var, level, valid_time)``                ERA5 (raises TruthNotAvailable until published)
 - ``era5_available(valid_time)``                          the probe: published and finite?
+- ``era5_truth_source(valid_time)``                       which source the cached ERA5 came from
+- ``era5_lags()``                                          hours each ERA5 source runs behind the clock
+
+ERA5 has an ordered list of sources (``reference.era5_sources``, e.g. ARCO then CDS): the first one is
+always asked; a later one only once the earlier have not published the valid time
+``era5_fallback_after_hours`` after it was due. Whichever has it fills the one cache entry.
 - ``climatology().field(var, level, day_of_year, hour)``  WeatherBench 2 climatology slice
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,8 +31,11 @@ import httpx
 import numpy as np
 import xarray as xr
 
+from weather_dagster.core.errors import SourceError, TruthNotAvailable
+from weather_dagster.orchestration.readiness import truth_due_time
 from weather_dagster.reference.cache import CacheResult, PartitionCache
 from weather_dagster.reference.canonical import REJECTED, field_of
+from weather_dagster.reference.cds import CdsEra5
 from weather_dagster.reference.climatology import ClimatologyStore, climatology_key, hours_in_use, load_slot
 from weather_dagster.reference.era5 import Era5Store
 from weather_dagster.reference.gfs import load_gfs
@@ -33,6 +44,7 @@ from weather_dagster.reference.http import HttpReader, Timeouts, make_client
 from weather_dagster.settings import Settings
 
 GFS_ANALYSIS, GFS_FORECAST, ERA5, CLIMATOLOGY = "gfs_analysis", "gfs_forecast", "era5", "climatology"
+log = logging.getLogger(__name__)
 
 
 def _utc(when: datetime) -> datetime:
@@ -44,7 +56,13 @@ def time_key(when: datetime) -> str:
 
 
 class ReferenceData:
-    def __init__(self, settings: Settings, client: httpx.Client | None = None, memo_size: int = 16) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: httpx.Client | None = None,
+        memo_size: int = 16,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.settings = settings
         ref = settings.reference
         self.grid = Grid(ref.grid_resolution_deg)
@@ -55,6 +73,8 @@ class ReferenceData:
         self._client_lock = threading.Lock()
         self.timeouts = Timeouts.from_settings(ref)
         self.era5_store = Era5Store(ref.era5_zarr_url, self.grid, self.timeouts)
+        self.cds = CdsEra5.from_settings(ref, self.grid) if "cds" in ref.era5_sources else None
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.climatology_store = ClimatologyStore(ref.climatology_zarr_url, self.grid, self.timeouts)
         self._memo: OrderedDict[tuple[str, str], xr.Dataset] = OrderedDict()
         self._memo_lock = threading.Lock()
@@ -137,13 +157,63 @@ class ReferenceData:
         key = time_key(init_time)
         return self.cache.get_or_create(GFS_FORECAST, key, build, load)
 
+    def era5_sources(self) -> dict[str, Any]:
+        """Every configured ERA5 source adapter by name, in order of preference."""
+        adapters = {"arco": self.era5_store, "cds": self.cds}
+        return {name: adapters[name] for name in self.settings.reference.era5_sources}
+
+    def era5_candidates(self, valid_time: datetime) -> dict[str, Any]:
+        """The sources that may be asked for ``valid_time`` now: the first always, a later one only
+        ``era5_fallback_after_hours`` after the truth was due."""
+        fallback_at = truth_due_time(_utc(valid_time), self.settings) + timedelta(
+            hours=self.settings.reference.era5_fallback_after_hours
+        )
+        sources = self.era5_sources()
+        if self.clock() < fallback_at:
+            first = next(iter(sources))
+            return {first: sources[first]}
+        return sources
+
+    def _era5_source_with(self, valid_time: datetime) -> tuple[str, Any]:
+        """The first candidate that has published ``valid_time`` (TruthNotAvailable if none has)."""
+        errors: list[SourceError] = []
+        for name, adapter in self.era5_candidates(valid_time).items():
+            try:
+                if adapter.available(valid_time):
+                    return name, adapter
+            except SourceError as exc:  # one source down: ask the next, say why if none has it
+                log.warning("ERA5 source %s probe failed: %s", name, exc)
+                errors.append(exc)
+        if errors and len(errors) == len(self.era5_candidates(valid_time)):
+            raise errors[0]
+        raise TruthNotAvailable(f"no ERA5 source has published {valid_time.isoformat()} yet")
+
+    def _load_from_first(self, valid_time: datetime) -> tuple[str, Any, xr.Dataset]:
+        """Load from the first candidate that has ``valid_time`` (each load checks its own source's
+        publication, so no extra probe read is made)."""
+        candidates = self.era5_candidates(valid_time)
+        errors: list[SourceError] = []
+        for name, adapter in candidates.items():
+            try:
+                return name, adapter, adapter.load(valid_time, self.variables, self.levels)
+            except TruthNotAvailable:
+                continue
+            except SourceError as exc:
+                if len(candidates) == 1:
+                    raise
+                log.warning("ERA5 source %s failed, trying the next: %s", name, exc)
+                errors.append(exc)
+        if errors and len(errors) == len(candidates):
+            raise errors[0]
+        raise TruthNotAvailable(f"no ERA5 source has published {valid_time.isoformat()} yet")
+
     def load_era5(self, valid_time: datetime, load: bool = True) -> CacheResult:
         valid_time = _utc(valid_time)
 
         def build() -> tuple[xr.Dataset, dict[str, Any]]:
-            ds = self.era5_store.load(valid_time, self.variables, self.levels)
-            ds.attrs.update(valid_time=valid_time.isoformat())
-            return ds, {"source_urls": [self.era5_store.url]}
+            name, adapter, ds = self._load_from_first(valid_time)
+            ds.attrs.update(valid_time=valid_time.isoformat(), truth_source=name)
+            return ds, {"source_urls": [adapter.url], "truth_source": name}
 
         key = time_key(valid_time)
         return self.cache.get_or_create(ERA5, key, build, load)
@@ -173,7 +243,41 @@ class ReferenceData:
         return Era5Source(self)
 
     def era5_available(self, valid_time: datetime) -> bool:
-        return self.era5_store.available(_utc(valid_time))
+        """The probe: has a source that may be asked now published ``valid_time``?"""
+        if self.cache.is_valid(ERA5, time_key(valid_time)):
+            return True
+        try:
+            self._era5_source_with(_utc(valid_time))
+        except TruthNotAvailable:
+            return False
+        return True
+
+    def era5_truth_source(self, valid_time: datetime) -> str | None:
+        """The source the cached ERA5 at ``valid_time`` came from (None if not cached)."""
+        key = time_key(valid_time)
+        if not self.cache.is_valid(ERA5, key):
+            return None
+        return self.cache.info(ERA5, key).get("truth_source", "arco")
+
+    def era5_published_until(self) -> dict[str, datetime | None]:
+        """The newest valid time each source has published (None where its probe failed)."""
+        stops: dict[str, datetime | None] = {}
+        for name, adapter in self.era5_sources().items():
+            try:
+                stops[name] = adapter.era5t_stop() if name == "arco" else adapter.published_until()
+            except SourceError as exc:
+                log.warning("ERA5 source %s probe failed: %s", name, exc)
+                stops[name] = None
+        return stops
+
+    def era5_lags(self) -> dict[str, float | None]:
+        """Hours each source's newest published valid time is behind the clock (ARCO: its
+        ``valid_time_stop_era5t``; CDS: its catalogue extent); None where the probe failed."""
+        now = self.clock()
+        return {
+            name: None if stop is None else round((now - stop).total_seconds() / 3600, 2)
+            for name, stop in self.era5_published_until().items()
+        }
 
     def climatology(self) -> ClimatologyFieldSource:
         return ClimatologyFieldSource(self)
@@ -232,6 +336,10 @@ class Era5Source:
     def field(self, variable: str, level_hpa: int | None, valid_time: datetime) -> np.ndarray:
         ds = self.data._dataset(ERA5, time_key(valid_time), lambda load: self.data.load_era5(valid_time, load))
         return field_of(ds, variable, level_hpa)
+
+    def source_of(self, valid_time: datetime) -> str | None:
+        """The ERA5 source this valid time's truth came from (recorded with each scored lead)."""
+        return self.data.era5_truth_source(valid_time)
 
 
 @dataclass

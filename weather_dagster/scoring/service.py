@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -164,6 +164,12 @@ def run_day1(
     )
 
 
+def _truth_source(truth, valid_time: datetime) -> str | None:
+    """Which ERA5 source the truth came from, when the truth adapter can say (ARCO, CDS, ...)."""
+    source_of = getattr(truth, "source_of", None)
+    return source_of(valid_time) if callable(source_of) else None
+
+
 def run_era5(
     engine: sa.Engine,
     steps: StepLog,
@@ -202,9 +208,8 @@ def run_era5(
         started = time.perf_counter()
         try:
             forecast = forecast or inputs.forecast(run_id, uid, key.miner_hotkey)
-            result = score_era5_lead(
-                forecast, inputs.truth("era5", init), inputs.climatology(), init, lead, settings.scoring
-            )
+            truth = inputs.truth("era5", init)
+            result = score_era5_lead(forecast, truth, inputs.climatology(), init, lead, settings.scoring)
         except TruthNotAvailable as exc:
             outcome.leads[lead] = _record_error(steps, step, exc, attempt, now)
             continue
@@ -218,8 +223,9 @@ def run_era5(
             write_era5_lead(conn, key, result, now, settings.scoring.profile)
             outcome.rollup = refresh_forecast_stats(conn, key, settings.scoring, now)
         if result.status == SCORED:
+            context = {**result.summary(), "truth_source": _truth_source(truth, init + timedelta(hours=lead))}
             steps.succeed(
-                step, attempt=attempt, latency_ms=(time.perf_counter() - started) * 1e3, context=clean(result.summary())
+                step, attempt=attempt, latency_ms=(time.perf_counter() - started) * 1e3, context=clean(context)
             )
             outcome.leads[lead] = "done"
             outcome.per_variable = {

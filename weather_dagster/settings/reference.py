@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, SecretStr
 
 from weather_dagster.settings._base import SettingsSection
 
@@ -35,3 +37,22 @@ class ReferenceSettings(SettingsSection):
     # The ERA5 sensor looks this many days back for valid dates that have arrived.
     era5_sensor_lookback_days: int = Field(20, ge=1, le=365)
     era5_sensor_interval_s: int = Field(3600, ge=30, le=86_400)
+
+    # -- ERA5 truth sources, in order of preference --------------------------------------------------
+    # "arco" (the public Zarr, no account) and "cds" (Copernicus CDS retrieve API through cdsapi; needs
+    # an account and the ERA5 licence accepted). A later source is asked for a valid time only once the
+    # earlier ones have not published it ``era5_fallback_after_hours`` after it was due.
+    era5_sources: tuple[Literal["arco", "cds"], ...] = Field(("arco",), min_length=1, max_length=2)
+    era5_fallback_after_hours: float = Field(24.0, ge=0.0, le=24.0 * 60)
+    # The era5_truth lag check warns when a source's newest published valid time is older than this.
+    era5_lag_warn_hours: float = Field(8 * 24.0, gt=0.0, le=24.0 * 365)
+    # CDS: the API root, and the key from here or (when unset) from the standard ~/.cdsapirc file.
+    cds_url: str = "https://cds.climate.copernicus.eu/api"
+    cds_key: SecretStr | None = Field(None, repr=False)
+    cds_rc_path: str = "~/.cdsapirc"
+    cds_timeout_s: float = Field(60.0, gt=0.0, le=3600.0)
+    # The client polls a queued job with growing sleeps up to this; it retries HTTP blips this often.
+    cds_poll_max_s: float = Field(120.0, gt=0.0, le=3600.0)
+    cds_retry_max: int = Field(5, ge=1, le=500)
+    # The CDS probe (catalogue temporal extent) is asked again after this long, not on every lead.
+    cds_probe_ttl_s: float = Field(300.0, ge=0.0, le=86_400.0)

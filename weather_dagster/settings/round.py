@@ -13,6 +13,10 @@ class RoundSettings(SettingsSection):
     gfs_cycle_hour_utc: int = Field(0, ge=0, le=18, multiple_of=6)
     previous_step_offset_hours: int = Field(6, ge=0, le=48)
     expire_after_days: float = Field(16.0, gt=0.0, le=90.0)
+    # A lead still waiting for truth that is only late keeps its round open up to this long after the
+    # lead was due (ERA5T has stalled for days); past it the round expires and the lead is recorded as
+    # never having got truth.
+    truth_late_limit_hours: float = Field(5 * 24.0, ge=0.0, le=24.0 * 60)
     partition_retention_days: int = Field(45, ge=16, le=3650)
     miner_http_pool_limit: int = Field(1, ge=1, le=64)
     scoring_pool_limit: int = Field(1, ge=1, le=64)

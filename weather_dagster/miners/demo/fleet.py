@@ -62,6 +62,8 @@ class FleetConfig:
     fleet_seed: str = "fleet"
     file_cache_dir: Path | None = None  # benchmarks: serve generated chunks from disk (see ForecastStore)
     bomb_bytes: int = 1 << 30  # what the hostile miners' bombs decompress to (demo/hostile.py)
+    layouts: dict[int, str] = field(default_factory=dict)  # uid -> store layout (demo/layouts.py)
+    noise_uids: dict[int, int] = field(default_factory=dict)  # uid -> whose error pattern it serves
 
 
 @dataclass
@@ -178,6 +180,8 @@ class DemoMiner:
             cache=self.fleet.field_cache,
             file_cache_dir=cfg.file_cache_dir,
             bomb_bytes=cfg.bomb_bytes,
+            layout=cfg.layouts.get(self.uid, "canonical"),
+            noise_uid=cfg.noise_uids.get(self.uid),
         )
         self.jobs[job_id] = Job(init_time, time.monotonic(), store)
         return web.json_response({"status": protocol.FETCH_ACCEPTED, "job_id": job_id, "message": "accepted"})

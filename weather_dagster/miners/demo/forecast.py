@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from weather_dagster.miners.demo import hostile
+from weather_dagster.miners.demo import hostile, layouts
 from weather_dagster.miners.demo.behaviours import Behaviour
 from weather_dagster.miners.manifest import build_manifest, file_hash
 from weather_dagster.reference.grid import Grid
@@ -59,6 +59,8 @@ class ForecastStore:
     # Benchmarks: keep generated chunk files on disk so serving a full-resolution store is a file read.
     file_cache_dir: Path | None = None
     bomb_bytes: int = 1 << 30  # what hostile bombs decompress to (demo/hostile.py)
+    layout: str = "canonical"  # how the store is laid out (demo/layouts.py)
+    noise_uid: int | None = None  # serve another uid's error pattern (layout twins of one forecast)
     _truth: SyntheticAtmosphere = field(init=False, repr=False)
     _noise: dict = field(init=False, repr=False, default_factory=dict)
 
@@ -101,6 +103,8 @@ class ForecastStore:
         if self.behaviour is Behaviour.EXTREME_VALUES:
             values = values.copy()
             values[::7, ::5] = np.float32(1e15)
+        if self.layout != "canonical":
+            return layouts.arrange(self.layout, values, self.grid.longitudes)
         return np.ascontiguousarray(values[: self.nlat], dtype="<f4")
 
     def _noise_pattern(self, variable: str, level: int | None) -> np.ndarray:
@@ -111,7 +115,8 @@ class ForecastStore:
         """
         key = (variable, level)
         if key not in self._noise:
-            noisy = self._truth.field(variable, level, self.init_time, noise=1.0, noise_seed=self.uid)
+            seed = self.uid if self.noise_uid is None else self.noise_uid
+            noisy = self._truth.field(variable, level, self.init_time, noise=1.0, noise_seed=seed)
             clean = self._truth.field(variable, level, self.init_time)
             self._noise[key] = noisy - clean
         return self._noise[key]
@@ -133,9 +138,11 @@ class ForecastStore:
 
     @cached_property
     def _coords(self) -> dict[str, tuple[np.ndarray, dict]]:
+        # WRONG_SHAPES keeps every latitude here while its fields lose a row: a real rows/coordinate mismatch.
+        lat, lon = layouts.coordinates(self.layout, self.grid.latitudes, self.grid.longitudes)
         return {
-            "lat": (self.grid.latitudes.astype("<f8"), {"units": "degrees_north"}),
-            "lon": (self.grid.longitudes.astype("<f8"), {"units": "degrees_east"}),
+            "lat": (lat, {"units": "degrees_north"}),
+            "lon": (lon, {"units": "degrees_east"}),
             "pressure_level": (np.array(PRESSURE_LEVELS_HPA, dtype="<i8"), {"units": "hPa"}),
             "time": (
                 np.array(self.leads, dtype="<i8"),
@@ -157,13 +164,14 @@ class ForecastStore:
         for name, (values, attrs) in self._coords.items():
             meta[f"{name}/.zarray"] = self._array_meta([len(values)], [len(values)], values.dtype.str)
             meta[f"{name}/.zattrs"] = {"_ARRAY_DIMENSIONS": [name], **attrs}
-        nlat, nlon = self.nlat, self.grid.nlon
+        nlat, nlon = len(self._coords["lat"][0]) - (self.grid.nlat - self.nlat), self.grid.nlon
+        dtype = layouts.field_dtype(self.layout)
         for name in SURFACE_VARIABLES:
-            meta[f"{name}/.zarray"] = self._array_meta([self.steps, nlat, nlon], [1, nlat, nlon], "<f4", "NaN")
+            meta[f"{name}/.zarray"] = self._array_meta([self.steps, nlat, nlon], [1, nlat, nlon], dtype, "NaN")
             meta[f"{name}/.zattrs"] = {"_ARRAY_DIMENSIONS": ["time", "lat", "lon"], "units": self._units(name)}
         for name in ATMOSPHERIC:
             shape = [self.steps, len(PRESSURE_LEVELS_HPA), nlat, nlon]
-            meta[f"{name}/.zarray"] = self._array_meta(shape, [1, 1, nlat, nlon], "<f4", "NaN")
+            meta[f"{name}/.zarray"] = self._array_meta(shape, [1, 1, nlat, nlon], dtype, "NaN")
             meta[f"{name}/.zattrs"] = {
                 "_ARRAY_DIMENSIONS": ["time", "pressure_level", "lat", "lon"],
                 "units": self._units(name),
@@ -206,7 +214,7 @@ class ForecastStore:
             return None
         store = (
             f"uid{self.uid}-{self.behaviour.value}-skill{self.skill:g}-grid{self.grid.resolution_deg:g}"
-            f"-{self.steps}x{self.step_hours}h-{self.init_time:%Y%m%dT%H}"
+            f"-{self.steps}x{self.step_hours}h-{self.init_time:%Y%m%dT%H}-{self.layout}"
         )
         return Path(self.file_cache_dir) / store / key
 
