@@ -224,3 +224,10 @@ def test_a_poll_5xx_keeps_polling_with_its_body_recorded_unless_it_names_fetch_e
     assert "HTTP 404" in refused and "page body" not in refused  # only a 5xx body is shown
     with pytest.raises(MinerJobFailed, match="miner reports FETCH_ERROR: its job failed"):
         unreachable_state(error(500, b'{"error": "Internal server error: FETCH_ERROR"}'))
+
+
+def test_poll_fails_at_once_on_the_statuses_the_reference_fails_on() -> None:
+    from weather_dagster.miners import protocol
+
+    reference = {"failed", "error", "fetch_error", "input_hash_mismatch", "input_hash_timeout", "input_poll_error"}
+    assert reference == protocol.POLL_FAILED and not reference & protocol.POLL_RUNNING

@@ -27,7 +27,10 @@ FETCH_ERROR = "error"
 # poll answers
 POLL_DONE = frozenset({"completed"})
 POLL_RUNNING = frozenset({"processing", "received", "running", "running_inference", "processing_output"})
-POLL_FAILED = frozenset({"failed", "error", "fetch_error"})
+# The statuses the reference poll step fails on at once (its input hash checks included).
+POLL_FAILED = frozenset(
+    {"failed", "error", "fetch_error", "input_hash_mismatch", "input_hash_timeout", "input_poll_error"}
+)
 
 # kerchunk-request answers: the reference miner answers HTTP 200 with one of these and null URL, hash
 # and token while the job is not completed (gaia/miner/utils/subnet.py), so none of them is bad data.
