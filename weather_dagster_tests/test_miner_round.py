@@ -16,7 +16,7 @@ from weather_dagster.core.errors import ManifestError
 from weather_dagster.core.retry import RetryPolicy
 from weather_dagster.db.schema import forecast_runs, forecast_stats, forecast_steps, metadata, miner_responses, miners
 from weather_dagster.db.steps import StepLog
-from weather_dagster.miners.demo.behaviours import ALL_BEHAVIOURS, HOSTILE_BEHAVIOURS, Behaviour
+from weather_dagster.miners.demo.behaviours import ALL_BEHAVIOURS, HOSTILE_BEHAVIOURS, PROTOCOL_BEHAVIOURS, Behaviour
 from weather_dagster.miners.demo.fleet import DemoFleet
 from weather_dagster.miners.keys import validator_keypair
 from weather_dagster.miners.lifecycle import advance_round, create_round, run_until_settled, seed_miners
@@ -62,8 +62,12 @@ REASON_TEXT = {
     B.EXTREME_VALUES: "beyond",
 }
 SETTLED = {"forecast_ready", "failed", "cancelled"}
-# The hostile classes of issue 10 have their own round (test_miner_hostile.py).
-ROSTER = [B.GOOD, *[b for b in ALL_BEHAVIOURS if b is not B.GOOD and b not in HOSTILE_BEHAVIOURS], B.GOOD]
+# The hostile and protocol classes of issue 10 have their own rounds (test_miner_hostile.py, test_miner_protocol.py).
+ROSTER = [
+    B.GOOD,
+    *[b for b in ALL_BEHAVIOURS if b is not B.GOOD and b not in (*PROTOCOL_BEHAVIOURS, *HOSTILE_BEHAVIOURS)],
+    B.GOOD,
+]
 
 
 @pytest.fixture(scope="module")

@@ -47,6 +47,12 @@ class MinerJobFailed(WeatherError):
     category = "miner_failed"
 
 
+class MinerNotReady(WeatherError):
+    """The miner says its forecast is not ready yet (e.g. kerchunk-request answers ``processing``): retry later."""
+
+    category = "not_ready"
+
+
 class TruthNotAvailable(WeatherError):
     """Truth for this valid time is not published yet: a wait, not an attempt."""
 

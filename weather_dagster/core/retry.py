@@ -10,21 +10,27 @@ import asyncio
 import random
 import socket
 import ssl
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TypeVar
 
 import httpx
 
 from weather_dagster.core.errors import (
     InvalidDataError,
     MinerJobFailed,
+    MinerNotReady,
     MinerRejected,
     SourceError,
     TruthNotAvailable,
 )
 from weather_dagster.core.states import StepName, StepStatus
 from weather_dagster.settings import Settings
+
+T = TypeVar("T")
 
 
 class WorkKind(StrEnum):
@@ -54,6 +60,7 @@ class ErrorClass(StrEnum):
     INVALID = "invalid"  # bad shape, units, NaN, manifest: failed, no retry
     REJECTED = "rejected"  # the miner refused the job: failed, no retry
     MINER_FAILED = "miner_failed"  # the miner's own job failed: failed, no retry
+    NOT_READY = "not_ready"  # the miner says its forecast is not ready yet: retry with backoff
     TRUTH_NOT_READY = "truth_not_ready"  # waiting_for_truth, not an attempt
     UNKNOWN = "unknown"  # anything else: retried with backoff, so a bug never kills a round
 
@@ -71,6 +78,8 @@ def classify(exc: BaseException) -> ErrorClass:
         return ErrorClass.REJECTED
     if isinstance(exc, MinerJobFailed):
         return ErrorClass.MINER_FAILED
+    if isinstance(exc, MinerNotReady):
+        return ErrorClass.NOT_READY
     if isinstance(exc, httpx.TimeoutException | TimeoutError | asyncio.TimeoutError | socket.timeout):
         return ErrorClass.TIMEOUT
     if isinstance(
@@ -89,6 +98,35 @@ def classify(exc: BaseException) -> ErrorClass:
     if isinstance(exc, httpx.TransportError | ssl.SSLError | SourceError | ConnectionError):
         return ErrorClass.SERVER
     return ErrorClass.UNKNOWN
+
+
+# Dropped connections a request may be repeated on at once: nothing was answered, so nothing is lost.
+_RECONNECTABLE = (
+    httpx.ConnectError,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+    ConnectionRefusedError,
+    ConnectionResetError,
+    ConnectionAbortedError,
+    BrokenPipeError,
+)
+
+
+def with_reconnects(call: Callable[[], T], pauses_s: Sequence[float], sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run ``call``, repeating it after each pause in ``pauses_s`` while its connection is refused or reset.
+
+    For blocking store reads inside one step: a miner restarting its server costs seconds, not a step
+    retry. The last error is raised as it is, so the step's policy then classifies it (connection or
+    server: a transient retry with backoff). Anything else (timeouts, status codes, bad data) is not
+    repeated here.
+    """
+    for pause in pauses_s:
+        try:
+            return call()
+        except _RECONNECTABLE:
+            sleep(pause)
+    return call()
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ from weather_dagster.db.states import set_miner_status
 from weather_dagster.db.steps import StepKey, StepLog
 from weather_dagster.db.types import utcnow
 from weather_dagster.miners import protocol
+from weather_dagster.miners.answers import check_kerchunk_ready, unreachable_state
+from weather_dagster.miners.duplicates import check_job_id, note_same_manifest
 from weather_dagster.miners.fiber_client import FiberClient, MinerProtocolError
 from weather_dagster.miners.manifest import (
     MANIFEST_KEY,
@@ -202,7 +204,10 @@ class RoundWorker:
             raise MinerProtocolError(protocol.INITIATE_FETCH_PATH, f"initiate-fetch answered {answer.status!r}")
         now = utcnow()
         self._set_status(key, _M.FETCH_INITIATED, job_id=answer.job_id, response_time=now)
-        self.steps.succeed(key, attempt=attempt, latency_ms=_ms(started), context={"status": answer.status})
+        context: dict = {"status": answer.status}
+        if shared := check_job_id(self.engine, key, answer.job_id):  # raises on the later uids
+            context["duplicate_job_id_uids"] = shared
+        self.steps.succeed(key, attempt=attempt, latency_ms=_ms(started), context=context)
         if answer.status == protocol.FETCH_COMPLETED:  # fast path: no polling
             self.steps.ensure_pending(_sibling(key, StepName.MANIFEST), due_at=now)
         else:
@@ -218,7 +223,7 @@ class RoundWorker:
         except SafetyViolation:
             raise
         except (httpx.HTTPError, MinerProtocolError, InvalidDataError, OSError) as exc:
-            state = f"unreachable ({type(exc).__name__})"  # SPEC: anything else, keep polling
+            state = unreachable_state(exc)  # SPEC: anything else, keep polling (the reference does too)
         # Past the freeze window a forecast can no longer be frozen, whatever the miner says now.
         check_freeze_window(self.engine, key.run_id, self.settings.miners.manifest_freeze_window_s)
         if state in protocol.POLL_DONE:
@@ -245,6 +250,7 @@ class RoundWorker:
             check_freeze_window(self.engine, key.run_id, settings.miners.manifest_freeze_window_s)
             timeout = self._timeout(settings.retry.kerchunk_timeout_s, attempt, row)
             answer = await client.kerchunk(info.address, job_id, timeout)
+            check_kerchunk_ready(answer)
             root = check_store_url(answer.zarr_store_url, info.ip, info.port, settings)
             read = {"token": answer.access_token, "timeout_s": timeout}
             manifest_bytes = await client.get_store_file(
@@ -280,6 +286,10 @@ class RoundWorker:
         self._set_status(key, _M.FORECAST_READY)
         log.info("run %s uid %s: forecast frozen and opened (%d files)", key.run_id, key.miner_uid, files)
         self.steps.succeed(key, attempt=attempt, latency_ms=latency, context={"files": files})
+        if (verification_hash := self._frozen_hash(key)) is not None:
+            shared = note_same_manifest(self.engine, key, verification_hash)
+            if len(shared) > 1:
+                log.warning("run %s: uids %s froze the same manifest hash", key.run_id, shared)
         with self.engine.begin() as conn:
             conn.execute(
                 sa.update(forecast_stats)

@@ -16,7 +16,9 @@ import numpy as np
 import sqlalchemy as sa
 
 from weather_dagster.core.errors import InvalidDataError, ManifestError
+from weather_dagster.core.retry import with_reconnects
 from weather_dagster.db.schema import forecast_runs, miner_responses, miners
+from weather_dagster.miners.answers import check_kerchunk_ready
 from weather_dagster.miners.fiber_client import FiberClient, MinerAddress
 from weather_dagster.miners.keys import validator_keypair
 from weather_dagster.miners.manifest import check_same_hash
@@ -70,6 +72,7 @@ async def open_frozen_async(
     settings: Settings, client: FiberClient, frozen: FrozenForecast, *, expected_grid: Grid | None = None
 ) -> VerifiedForecast:
     answer = await client.kerchunk(frozen.miner, frozen.job_id, settings.retry.kerchunk_timeout_s)
+    check_kerchunk_ready(answer)  # after the freeze too: not_found is a clear failure, processing a wait
     check_same_hash(frozen.verification_hash, answer.verification_hash)
     root = check_store_url(answer.zarr_store_url, frozen.miner.ip, frozen.miner.port, settings)
     return await asyncio.to_thread(_open_blocking, settings, frozen, root, answer.access_token, expected_grid)
@@ -82,13 +85,16 @@ def _open_blocking(
     limits = settings.miners
 
     def fetch(key: str, max_bytes: int) -> bytes:
-        return bounded_get_sync(
-            http,
-            root + key,
-            max_bytes=max_bytes,
-            deadline_s=limits.read_deadline_s,
-            timeout_s=settings.retry.kerchunk_timeout_s,
-            headers={"authorization": f"Bearer {token}"},
+        return with_reconnects(
+            lambda: bounded_get_sync(
+                http,
+                root + key,
+                max_bytes=max_bytes,
+                deadline_s=limits.read_deadline_s,
+                timeout_s=settings.retry.kerchunk_timeout_s,
+                headers={"authorization": f"Bearer {token}"},
+            ),
+            settings.retry.store_read_reconnect_s,
         )
 
     store = VerifiedStore(

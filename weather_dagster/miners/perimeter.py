@@ -147,14 +147,32 @@ async def bounded_request(
     )
 
 
+BODY_EXCERPT_BYTES = 300
+
+
+class MinerHTTPError(httpx.HTTPStatusError):
+    """An HTTP error status from a miner, keeping the start of its body.
+
+    Still an ``httpx.HTTPStatusError``, so the retry classification is unchanged; the excerpt lets
+    an operator (and the poll step) see what a 5xx says, e.g. a reference miner's ``FETCH_ERROR``.
+    """
+
+    def __init__(self, message: str, *, request: httpx.Request, response: httpx.Response, body_excerpt: bytes) -> None:
+        super().__init__(message, request=request, response=response)
+        self.body_excerpt = body_excerpt
+
+
 def raise_for_status(response: BoundedResponse, what: str) -> None:
     """Turn an HTTP error status into the httpx error the retry classifier understands."""
     if response.status_code >= 400:
         request = httpx.Request("GET", "http://miner.invalid/")
-        raise httpx.HTTPStatusError(
-            f"{what}: HTTP {response.status_code}",
+        excerpt = response.body[:BODY_EXCERPT_BYTES]
+        shown = excerpt.decode("utf-8", errors="replace") if response.status_code >= 500 else ""
+        raise MinerHTTPError(
+            f"{what}: HTTP {response.status_code}" + (f": {shown}" if shown else ""),
             request=request,
             response=httpx.Response(response.status_code, request=request),
+            body_excerpt=excerpt,
         )
 
 

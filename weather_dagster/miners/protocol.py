@@ -27,7 +27,19 @@ FETCH_ERROR = "error"
 # poll answers
 POLL_DONE = frozenset({"completed"})
 POLL_RUNNING = frozenset({"processing", "received", "running", "running_inference", "processing_output"})
-POLL_FAILED = frozenset({"failed", "error", "fetch_error"})
+# The statuses the reference poll step fails on at once (its input hash checks included).
+POLL_FAILED = frozenset(
+    {"failed", "error", "fetch_error", "input_hash_mismatch", "input_hash_timeout", "input_poll_error"}
+)
+
+# kerchunk-request answers: the reference miner answers HTTP 200 with one of these and null URL, hash
+# and token while the job is not completed (gaia/miner/utils/subnet.py), so none of them is bad data.
+# Any other status without URL, hash and token ("processing", even "completed") means not ready yet.
+KERCHUNK_NOT_FOUND = "not_found"
+KERCHUNK_FAILED = frozenset({"error", "failed", "fetch_error"})
+# A failed job on a reference miner makes its poll handler read an undefined ``FETCH_ERROR`` status
+# constant: the answer is HTTP 500 naming it. The job failed for good; waiting 20 polls changes nothing.
+FETCH_ERROR_MARKER = b"FETCH_ERROR"
 
 NO_SYMMETRIC_KEY = "No symmetric key found"
 
@@ -56,11 +68,17 @@ class PollResponse(_Response):
 
 
 class KerchunkResponse(_Response):
+    """URL, hash and token are null while the job is not completed; :attr:`ready` says whether all three came."""
+
     status: ShortText | None = None
     message: Message | None = None
-    zarr_store_url: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
-    verification_hash: Hash
-    access_token: Annotated[str, StringConstraints(min_length=1, max_length=8192)] = Field(repr=False)
+    zarr_store_url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = None
+    verification_hash: Hash | None = None
+    access_token: Annotated[str, StringConstraints(min_length=1, max_length=8192)] | None = Field(None, repr=False)
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.zarr_store_url and self.verification_hash and self.access_token)
 
 
 def initiate_fetch_payload(

@@ -28,6 +28,9 @@ class RetrySettings(SettingsSection):
     poll_timeout_s: float = Field(15.0, gt=0.0, le=600.0)
     kerchunk_timeout_s: float = Field(45.0, gt=0.0, le=600.0)
     timeout_cap_factor: float = Field(4.0, ge=1.0, le=64.0)
+    # A store read whose connection is refused or reset (the reference miner's server restarts every
+    # 1000 requests) is tried again within the step after each of these pauses, then backs off as a step.
+    store_read_reconnect_s: tuple[float, ...] = Field((0.5, 1.0), max_length=10)
     # A step left in_progress longer than this by a worker that died is claimable again.
     step_lease_s: float = Field(1800.0, ge=10.0, le=7 * 86_400.0)
     # In test mode every backoff and poll interval is multiplied by this, so a hindcast runs in minutes.
@@ -35,7 +38,7 @@ class RetrySettings(SettingsSection):
 
     @model_validator(mode="after")
     def _backoffs_non_negative(self) -> RetrySettings:
-        for name in ("query_backoff_s", "day1_backoff_s", "era5_backoff_s"):
+        for name in ("query_backoff_s", "day1_backoff_s", "era5_backoff_s", "store_read_reconnect_s"):
             if any(v < 0 for v in getattr(self, name)):
                 raise ValueError(f"{name}: every backoff must be >= 0 seconds")
         return self

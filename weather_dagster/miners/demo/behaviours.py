@@ -12,7 +12,7 @@ class Behaviour(StrEnum):
     FLAKY_5XX = "flaky_5xx"  # every other encrypted call answers HTTP 500
     NEVER_COMPLETES = "never_completes"  # polls say "processing" forever
     FETCH_REJECTED = "fetch_rejected"  # refuses the job (hotkey mismatch answer)
-    WRONG_SHAPES = "wrong_shapes"  # one latitude row missing
+    WRONG_SHAPES = "wrong_shapes"  # field rows do not match the latitude coordinate's size
     WRONG_UNITS = "wrong_units"  # 2t in degC
     NAN_INJECTION = "nan_injection"  # almost every value NaN
     EXTREME_VALUES = "extreme_values"  # cells of 1e15
@@ -25,6 +25,13 @@ class Behaviour(StrEnum):
     OVERSIZED_METADATA = "oversized_metadata"  # consolidated metadata of many megabytes
     REDIRECT = "redirect"  # /forecasts/ answers 302 to another host:port
     SLOW_DRIP = "slow_drip"  # store files trickle out a few bytes at a time
+    # Answers the reference miner really gives (issue 10, protocol tolerance; their own round in tests).
+    KERCHUNK_PROCESSING = "kerchunk_processing"  # kerchunk says "processing" (200, null URL) twice, then serves
+    KERCHUNK_NOT_FOUND = "kerchunk_not_found"  # poll says completed, kerchunk then says "not_found"
+    KERCHUNK_ERROR = "kerchunk_error"  # poll says completed, kerchunk then says "error"
+    POLL_FETCH_ERROR = "poll_fetch_error"  # its job failed: poll answers HTTP 500 naming FETCH_ERROR
+    DUPLICATE_JOB = "duplicate_job"  # answers with uid 0's job_id (one miner process behind two uids)
+    STORE_RESETS = "store_resets"  # every third store read: connection dropped mid-body (server restarts)
     # Hostile miners (issue 10, see demo/hostile.py): each must be refused cheaply, classified, alone.
     HTTP_GZIP_BOMB = "http_gzip_bomb"  # chunk responses are a gzip Content-Encoding bomb
     STACKED_ENCODING = "stacked_encoding"  # Content-Encoding: gzip, gzip around a bomb
@@ -42,4 +49,7 @@ class Behaviour(StrEnum):
 
 
 ALL_BEHAVIOURS: tuple[Behaviour, ...] = tuple(Behaviour)
+PROTOCOL_BEHAVIOURS: tuple[Behaviour, ...] = ALL_BEHAVIOURS[
+    ALL_BEHAVIOURS.index(Behaviour.KERCHUNK_PROCESSING) : ALL_BEHAVIOURS.index(Behaviour.HTTP_GZIP_BOMB)
+]
 HOSTILE_BEHAVIOURS: tuple[Behaviour, ...] = ALL_BEHAVIOURS[ALL_BEHAVIOURS.index(Behaviour.HTTP_GZIP_BOMB) :]

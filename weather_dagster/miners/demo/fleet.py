@@ -92,6 +92,8 @@ class DemoMiner:
         self.calls = 0
         self.port = 0
         self.issued_tokens: list[str] = []
+        self.store_reads = 0
+        self.resets = 0  # connections dropped on purpose (Behaviour.STORE_RESETS)
         self.served_keys: set[str] = set()  # store keys a validator asked for (tests: extras never read)
 
     # -- fiber server side -------------------------------------------------------------------------
@@ -161,6 +163,9 @@ class DemoMiner:
         if self.behaviour is Behaviour.DEEP_JSON:
             return web.Response(body=hostile.deep_json(), content_type="application/json")
         init_time = datetime.fromisoformat(data["forecast_start_time"])
+        if self.behaviour is Behaviour.DUPLICATE_JOB and (shared := await self.fleet.first_job(init_time)):
+            self.jobs[shared[0]] = shared[1]
+            return web.json_response({"status": protocol.FETCH_ACCEPTED, "job_id": shared[0], "message": "accepted"})
         job_id = str(uuid.uuid4())
         cfg = self.fleet.config
         store = ForecastStore(
@@ -198,6 +203,8 @@ class DemoMiner:
         job = self.jobs.get(job_id)
         if job is None:
             return web.json_response({"status": "not_found", "job_id": job_id, "message": "unknown job"})
+        if self.behaviour is Behaviour.POLL_FETCH_ERROR:  # the reference miner's handler on a failed job
+            return web.json_response({"error": "Internal server error: FETCH_ERROR"}, status=500)
         return web.json_response({"status": self._job_status(job), "job_id": job_id, "message": ""})
 
     def _sign(self, manifest: bytes) -> bytes:
@@ -213,14 +220,36 @@ class DemoMiner:
             manifest = await asyncio.to_thread(job.store.manifest, signer.ss58_address)
             job.manifest, job.signature = manifest, self._sign(manifest)
 
+    def _kerchunk_not_ready(self, job: Job | None) -> tuple[str, str] | None:
+        """(status, message) when this kerchunk request is not answered with a store; counts the request."""
+        if job is None or self.behaviour is Behaviour.KERCHUNK_NOT_FOUND:
+            return "not_found", "Job not found"
+        job.kerchunk_requests += 1
+        if self.behaviour is Behaviour.KERCHUNK_ERROR:
+            return "error", "Inference failed"
+        if self._job_status(job) != "completed" or (
+            self.behaviour is Behaviour.KERCHUNK_PROCESSING and job.kerchunk_requests <= 2
+        ):
+            return "processing", "Job is still processing"
+        return None
+
     async def kerchunk(self, request: web.Request) -> web.Response:
         payload, _ = await self._encrypted_call(request)
         job_id = str(payload.get("data", {}).get("job_id"))
         job = self.jobs.get(job_id)
-        if job is None or self._job_status(job) != "completed":
-            return web.json_response({"status": "error", "message": "job not ready"}, status=409)
+        not_ready = self._kerchunk_not_ready(job)
+        if not_ready is not None:  # the reference miner's shape: HTTP 200, a status, null URL/hash/token
+            status, message = not_ready
+            return web.json_response(
+                {
+                    "status": status,
+                    "message": message,
+                    "zarr_store_url": None,
+                    "verification_hash": None,
+                    "access_token": None,
+                }
+            )
         await self._prepare(job)
-        job.kerchunk_requests += 1
         if self.behaviour is Behaviour.HASH_CHANGED and job.kerchunk_requests > 1:
             job.manifest = job.store.manifest(self.keypair.ss58_address, {"revision": job.kerchunk_requests})
             job.signature = self._sign(job.manifest)
@@ -279,12 +308,26 @@ class DemoMiner:
             raise web.HTTPNotFound()
         if self.behaviour is Behaviour.SLOW_DRIP:
             return await self._drip(request, data)
+        if self.behaviour is Behaviour.STORE_RESETS and key not in (MANIFEST_KEY, SIGNATURE_KEY):
+            self.store_reads += 1
+            if self.store_reads % 3 == 0:
+                return self._reset_mid_body(request, data)
         encoding = hostile.HTTP_ENCODINGS.get(self.behaviour)
         if encoding and key not in job.store.metadata and key not in (MANIFEST_KEY, SIGNATURE_KEY):
             body = await asyncio.to_thread(hostile.http_bomb, encoding, self.fleet.config.bomb_bytes)
             headers = {"content-encoding": encoding, "content-type": "application/octet-stream"}
             return web.Response(body=body, headers=headers)
         return web.Response(body=data, content_type="application/octet-stream")
+
+    def _reset_mid_body(self, request: web.Request, data: bytes) -> web.Response:
+        """Headers and half the body, then the connection dropped: what a miner whose server exits does."""
+        self.resets += 1
+        transport = request.transport
+        if transport is not None:
+            head = f"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {len(data)}\r\n\r\n"
+            transport.write(head.encode() + data[: len(data) // 2])
+            transport.abort()
+        return web.Response()
 
     async def _drip_headers(self, request: web.Request) -> web.Response:
         """A status line, then one header line per drip interval, never the blank line that ends them."""
@@ -350,6 +393,7 @@ class DemoFleet:
             for uid in range(config.count)
         ]
         self.late_released = False
+        self.shared_jobs: set[str] = set()  # uid 0's jobs already answered by a DUPLICATE_JOB miner
         self.in_flight = 0
         self.max_in_flight = 0
         self.requests = 0
@@ -368,6 +412,18 @@ class DemoFleet:
             return await handler(request)
         finally:
             self.in_flight -= 1
+
+    async def first_job(self, init_time: datetime, wait_s: float = 2.0) -> tuple[str, Job] | None:
+        """uid 0's job for ``init_time`` (waiting a little for it): what a miner behind two uids answers."""
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            for job_id, job in list(self.miners[0].jobs.items()):
+                if job.init_time == init_time and job_id not in self.shared_jobs:  # one per round
+                    self.shared_jobs.add(job_id)
+                    await asyncio.sleep(0.2)  # answered after uid 0 did, as the second uid of one process
+                    return job_id, job
+            await asyncio.sleep(0.05)
+        return None
 
     def release_late(self) -> None:
         """Let the late miners finish now (tests: after the validator's freeze window closed)."""

@@ -138,7 +138,8 @@ class ForecastStore:
 
     @cached_property
     def _coords(self) -> dict[str, tuple[np.ndarray, dict]]:
-        lat, lon = layouts.coordinates(self.layout, self.grid.latitudes[: self.nlat], self.grid.longitudes)
+        # WRONG_SHAPES keeps every latitude here while its fields lose a row: a real rows/coordinate mismatch.
+        lat, lon = layouts.coordinates(self.layout, self.grid.latitudes, self.grid.longitudes)
         return {
             "lat": (lat, {"units": "degrees_north"}),
             "lon": (lon, {"units": "degrees_east"}),
@@ -163,7 +164,7 @@ class ForecastStore:
         for name, (values, attrs) in self._coords.items():
             meta[f"{name}/.zarray"] = self._array_meta([len(values)], [len(values)], values.dtype.str)
             meta[f"{name}/.zattrs"] = {"_ARRAY_DIMENSIONS": [name], **attrs}
-        nlat, nlon = len(self._coords["lat"][0]), self.grid.nlon
+        nlat, nlon = len(self._coords["lat"][0]) - (self.grid.nlat - self.nlat), self.grid.nlon
         dtype = layouts.field_dtype(self.layout)
         for name in SURFACE_VARIABLES:
             meta[f"{name}/.zarray"] = self._array_meta([self.steps, nlat, nlon], [1, nlat, nlon], dtype, "NaN")
