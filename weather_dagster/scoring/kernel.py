@@ -206,7 +206,7 @@ def _corr(sx: float, sy: float, sxx: float, syy: float, sxy: float, w: float, ce
     return float(min(1.0, max(-1.0, cov / math.sqrt(vx * vy))))
 
 
-ILL_CONDITIONED = 1e-6  # variance / mean square below this: the one-pass moments have cancelled
+ILL_CONDITIONED = 1e-10  # variance / mean square below this: float64 one-pass moments keep < 1e-6 of it
 
 
 def _ill_conditioned(sxx: float, sx: float, w: float) -> bool:
