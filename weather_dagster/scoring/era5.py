@@ -147,6 +147,21 @@ def score_era5_lead_many(
     return _score_corrected(forecasts, truth, climatology, init_time, lead_hours, settings)
 
 
+def _lead_setup(
+    forecasts: Mapping[Hashable, ForecastSource],
+    truth: FieldSource,
+    init_time: datetime,
+    lead_hours: int,
+    settings: ScoringSettings,
+) -> tuple[datetime, int, int, np.ndarray, dict[int, float], dict[Hashable, LeadResult]]:
+    """What both profiles start from: valid time, climatology slot, weights and empty results."""
+    valid = init_time + timedelta(hours=lead_hours)
+    doy, hour = climatology_slot(valid)
+    weights = latitude_weights(truth.grid.latitudes, settings.latitude_weighting)
+    level_weights = thickness_weights(settings.pressure_levels_hpa)
+    return valid, doy, hour, weights, level_weights, {key: LeadResult(lead_hours, valid) for key in forecasts}
+
+
 def _score_corrected(
     forecasts: Mapping[Hashable, ForecastSource],
     truth: FieldSource,
@@ -155,12 +170,8 @@ def _score_corrected(
     lead_hours: int,
     settings: ScoringSettings,
 ) -> dict[Hashable, LeadResult]:
-    valid = init_time + timedelta(hours=lead_hours)
-    doy, hour = climatology_slot(valid)
+    valid, doy, hour, weights, level_weights, results = _lead_setup(forecasts, truth, init_time, lead_hours, settings)
     quirks = settings.quirks
-    weights = latitude_weights(truth.grid.latitudes, settings.latitude_weighting)
-    level_weights = thickness_weights(settings.pressure_levels_hpa)
-    results = {key: LeadResult(lead_hours, valid) for key in forecasts}
     per_level: dict[Hashable, dict[str, list[LevelComponent]]] = {key: {} for key in forecasts}
     started = time.perf_counter()
     for name, level in era5_fields(settings):
@@ -231,13 +242,9 @@ def _score_reference(
     deployed: bool,
 ) -> dict[Hashable, LeadResult]:
     """The deployed reference's rules (``era5_reference`` says which and where they come from)."""
-    valid = init_time + timedelta(hours=lead_hours)
-    doy, hour = climatology_slot(valid)
+    valid, doy, hour, weights, level_weights, results = _lead_setup(forecasts, truth, init_time, lead_hours, settings)
     quirks = settings.quirks
-    weights = latitude_weights(truth.grid.latitudes, settings.latitude_weighting)
-    level_weights = thickness_weights(settings.pressure_levels_hpa)
     limit = float(settings.extreme_value_limit)
-    results = {key: LeadResult(lead_hours, valid) for key in forecasts}
     tallies: dict[Hashable, dict[str, ref.VariableTally]] = {key: {} for key in forecasts}
     fields = era5_fields(settings)
     last_level = {name: lvl for name, lvl in fields}

@@ -31,6 +31,7 @@ import numpy as np
 
 from weather_dagster.reference.grid import Grid
 from weather_dagster.reference.synthetic.atmosphere import SyntheticAtmosphere
+from weather_dagster.reference.synthetic.grib import grid_keys
 from weather_dagster.reference.variables import VARIABLES
 
 # ECMWF parameter ids (GRIB1 table 128) by CDS variable name.
@@ -58,15 +59,7 @@ def encode_era5(atmosphere: SyntheticAtmosphere, cds_name: str, level: int | Non
             ("centre", 98),
             ("table2Version", 128),
             ("indicatorOfParameter", PARAM_IDS[cds_name]),
-            ("Ni", grid.nlon),
-            ("Nj", grid.nlat),
-            ("latitudeOfFirstGridPointInDegrees", float(grid.latitudes[0])),
-            ("longitudeOfFirstGridPointInDegrees", float(grid.longitudes[0])),
-            ("latitudeOfLastGridPointInDegrees", float(grid.latitudes[-1])),
-            ("longitudeOfLastGridPointInDegrees", float(grid.longitudes[-1])),
-            ("iDirectionIncrementInDegrees", grid.resolution_deg),
-            ("jDirectionIncrementInDegrees", grid.resolution_deg),
-            ("jScansPositively", 0),
+            *grid_keys(grid),
             ("dataDate", int(valid.strftime("%Y%m%d"))),
             ("dataTime", valid.hour * 100),
             ("stepRange", "0"),

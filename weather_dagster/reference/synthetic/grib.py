@@ -56,6 +56,21 @@ def ftime_label(step_hours: int) -> str:
     return "anl" if step_hours == 0 else f"{step_hours} hour fcst"
 
 
+def grid_keys(grid: Grid) -> tuple[tuple[str, int | float], ...]:
+    """The eccodes keys of a canonical regular lat-lon grid (north to south), for GRIB1 and GRIB2."""
+    return (
+        ("Ni", grid.nlon),
+        ("Nj", grid.nlat),
+        ("latitudeOfFirstGridPointInDegrees", float(grid.latitudes[0])),
+        ("longitudeOfFirstGridPointInDegrees", float(grid.longitudes[0])),
+        ("latitudeOfLastGridPointInDegrees", float(grid.latitudes[-1])),
+        ("longitudeOfLastGridPointInDegrees", float(grid.longitudes[-1])),
+        ("iDirectionIncrementInDegrees", grid.resolution_deg),
+        ("jDirectionIncrementInDegrees", grid.resolution_deg),
+        ("jScansPositively", 0),
+    )
+
+
 def encode(message: Message, grid: Grid, init_time: datetime) -> bytes:
     """One GRIB2 message (simple packing, 16 bits); NaN become missing points via a bitmap."""
     sample = "regular_ll_pl_grib2" if message.type_of_level == "isobaricInhPa" else "regular_ll_sfc_grib2"
@@ -63,15 +78,7 @@ def encode(message: Message, grid: Grid, init_time: datetime) -> bytes:
     try:
         for key, value in (
             ("centre", 7),
-            ("Ni", grid.nlon),
-            ("Nj", grid.nlat),
-            ("latitudeOfFirstGridPointInDegrees", float(grid.latitudes[0])),
-            ("longitudeOfFirstGridPointInDegrees", float(grid.longitudes[0])),
-            ("latitudeOfLastGridPointInDegrees", float(grid.latitudes[-1])),
-            ("longitudeOfLastGridPointInDegrees", float(grid.longitudes[-1])),
-            ("iDirectionIncrementInDegrees", grid.resolution_deg),
-            ("jDirectionIncrementInDegrees", grid.resolution_deg),
-            ("jScansPositively", 0),
+            *grid_keys(grid),
             ("iScansNegatively", 0),
             ("dataDate", int(init_time.strftime("%Y%m%d"))),
             ("dataTime", init_time.hour * 100),
