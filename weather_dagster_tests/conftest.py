@@ -16,7 +16,7 @@ from weather_dagster.core.retry import RetryPolicy
 from weather_dagster.db.engine import Database
 from weather_dagster.db.steps import StepLog
 from weather_dagster.settings import Settings, load_settings
-from weather_dagster_tests.pg_server import PostgresServer
+from weather_dagster_tests.support.pg_server import PostgresServer
 
 BACKENDS = ("sqlite", "postgresql")
 _passed_by_backend: collections.Counter[str] = collections.Counter()
@@ -80,4 +80,4 @@ def pytest_terminal_summary(terminalreporter) -> None:
     terminalreporter.write_line(f"database tests passed per backend: {counts}")
 
 
-pytest_plugins = ["weather_dagster_tests.fixtures_reference"]
+pytest_plugins = ["weather_dagster_tests.support.fixtures_reference"]

@@ -19,9 +19,9 @@ from weather_dagster.db.claims import claim_due_steps
 from weather_dagster.db.engine import Database
 from weather_dagster.db.steps import StepKey, StepLog
 from weather_dagster.settings import load_settings
-from weather_dagster_tests.helpers import make_response, make_round
-from weather_dagster_tests.pg_server import PostgresServer
-from weather_dagster_tests.test_claims import seed_due_steps
+from weather_dagster_tests.support.helpers import make_response, make_round
+from weather_dagster_tests.support.pg_server import PostgresServer
+from weather_dagster_tests.work.test_claims import seed_due_steps
 
 UPSERTS = 4000
 CLAIMS = 2000

@@ -73,7 +73,7 @@ def _median_ms(fn, repeat: int) -> float:
 
 
 def bench_kernel() -> dict[str, float]:
-    from weather_dagster_tests.scoring_reference import xarray_metrics
+    from weather_dagster_tests.support.scoring_reference import xarray_metrics
 
     grid = FULL_RESOLUTION
     atmosphere = SyntheticAtmosphere(grid)
