@@ -121,10 +121,28 @@ def _add_synthetic(sub: argparse._SubParsersAction) -> None:
     add_synthetic_command(sub)
 
 
+def _add_api(sub: argparse._SubParsersAction) -> None:
+    from weather_dagster.api.cli import add_api_command
+
+    add_api_command(sub)
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     from weather_dagster.demo import add_demo_command
 
     add_demo_command(sub)
+
+
+def _add_operator(sub: argparse._SubParsersAction) -> None:
+    from weather_dagster.operator.commands import add_operator_commands
+
+    add_operator_commands(sub)
+
+
+def _add_replay(sub: argparse._SubParsersAction) -> None:
+    from weather_dagster.scoring.replay import add_replay_command
+
+    add_replay_command(sub)
 
 
 # One entry per subcommand; each imports its module only when the CLI is built.
@@ -136,6 +154,9 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_miners,
     _add_demo,
     _add_import_reference,
+    _add_operator,
+    _add_api,
+    _add_replay,
 ]
 
 
@@ -147,10 +168,20 @@ def main(argv: list[str] | None = None) -> int:
     for add in COMMANDS:
         add(sub)
     args = parser.parse_args(argv)
+    from weather_dagster.operator.failures import operator_message
+
     try:
         return args.handler(args)
     except SettingsError as exc:
         print(f"weather-dagster: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        # Bad input an operator gave (unreachable database, DAGSTER_HOME unset, a second demo) ends with
+        # what to do, not a traceback; anything else is a bug and keeps its traceback.
+        message = operator_message(exc)
+        if message is None:
+            raise
+        print(f"weather-dagster: {message}", file=sys.stderr)
         return 2
 
 

@@ -75,12 +75,13 @@ class Processes:
         return proc
 
     def stop_all(self) -> None:
-        # A second Ctrl-C must not interrupt the clean-up half-way and leave servers behind.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # A second Ctrl-C (or SIGTERM) must not interrupt the clean-up half-way and leave servers behind.
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             self._stop_all()
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def _stop_all(self) -> None:
         for _name, proc in reversed(self.children):
@@ -244,17 +245,45 @@ def launch_round(env: dict[str, str], date: str, timeout_s: float = 300) -> subp
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    """One demo per out dir (the lock), a message instead of a traceback on Ctrl-C; nothing left running."""
+    from weather_dagster.operator.demo_env import demo_lock
+
+    out = Path(args.out).resolve()
+    # SIGTERM stops the demo as Ctrl-C does; SIGINT is restored too, since a shell starting the demo in
+    # the background (`make demo &`) hands it SIGINT ignored.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with demo_lock(out):
+            return _run_demo(args, out)
+    except KeyboardInterrupt:
+        print(
+            f"\n[demo] interrupted: every process the demo started is stopped; its logs are in {out}. "
+            "Run `make demo` again to start over.",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _run_demo(args: argparse.Namespace, out: Path) -> int:
     from weather_dagster.db.engine import make_engine
+    from weather_dagster.operator.demo_env import write_demo_env
     from weather_dagster.stats.report import ranked_miners, ranked_table, write_plots
 
     started = time.monotonic()
-    out = Path(args.out).resolve()
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     init = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=args.hindcast_days)
     date = init.strftime("%Y-%m-%d")
     with demo_environment(out, args.miners, args.grid, init) as (env, procs):
+        write_demo_env(out, env)
         print(f"[demo] Dagster daemon (SQLite storage in {env['DAGSTER_HOME']}) ...", flush=True)
         procs.start(
             "daemon", [_bin("dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")], env, out / "daemon.log"
@@ -288,7 +317,11 @@ def run_demo(args: argparse.Namespace) -> int:
         for path in plots:
             print(f"[demo] plot: {path}")
         print(f"[demo] round {status} in {time.monotonic() - started:.0f} s; logs in {out}")
+        print(f"[demo] browse it: `make ui` (Dagster UI); `weather-dagster explain --demo {out} --round {date}`")
         engine.dispose()
+        from weather_dagster.api.demo import show_page
+
+        show_page(env["WEATHER_DATABASE_URL"], serve=args.serve, stop=procs.stop_all)
         return 0 if status == "completed" else 1
 
 
@@ -299,4 +332,5 @@ def add_demo_command(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--hindcast-days", type=int, default=14)
     parser.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
     parser.add_argument("--out", default="out/demo")
+    parser.add_argument("--serve", action="store_true", help="then serve the API and page until Ctrl-C")
     parser.set_defaults(handler=run_demo)

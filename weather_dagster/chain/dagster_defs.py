@@ -2,33 +2,31 @@
 
 With ``chain.metagraph_enabled`` / ``chain.weights_enabled`` off (the default) nothing here is added
 and the file metagraph and the database publisher stay in place. Nothing connects at load time: the
-SDK client opens on the first call a run makes.
+SDK client opens on the first call a run makes, and the chain modules are imported only when enabled.
 """
 
-from dataclasses import dataclass, field
-from typing import Any
+# No `from __future__ import annotations`: Dagster inspects the real annotations of `context`.
+from dagster import Definitions, OpExecutionContext, ScheduleDefinition, in_process_executor, job, op
 
-from dagster import OpExecutionContext, ResourceParam, ScheduleDefinition, job, op
-
-from weather_dagster.chain.client import BittensorChain
-from weather_dagster.chain.metagraph import ChainMetagraph, refresh_miners_table
-from weather_dagster.chain.publisher import ChainWeightPublisher
+from weather_dagster.dagster_defs.resources import DatabaseResource, MetagraphResource
 from weather_dagster.db.engine import Database
-from weather_dagster.miners.metagraph import MetagraphSource
 from weather_dagster.settings import Settings
 
 
 @op
-def refresh_metagraph(
-    context: OpExecutionContext, db: ResourceParam[Database], metagraph: ResourceParam[MetagraphSource]
-) -> dict:
+def refresh_metagraph(context: OpExecutionContext, db: DatabaseResource, metagraph: MetagraphResource) -> dict:
     """Re-read the metagraph between rounds so hotkey changes and deregistrations cancel threads early."""
+    from weather_dagster.chain.metagraph import refresh_miners_table
+
     counts = refresh_miners_table(db.engine, metagraph.snapshot())
     context.log.info(f"metagraph refreshed: {counts}")
     return counts
 
 
-@job(description="Re-read the subnet's neurons into the miners table (chain metagraph only).")
+@job(
+    description="Re-read the subnet's neurons into the miners table (chain metagraph only).",
+    executor_def=in_process_executor,
+)
 def refresh_metagraph_job():
     refresh_metagraph()
 
@@ -40,23 +38,21 @@ def refresh_cron(minutes: int) -> str:
     return f"0 */{min(minutes // 60, 23)} * * *"
 
 
-@dataclass
-class ChainDefinitions:
-    resources: dict[str, Any] = field(default_factory=dict)
-    jobs: list = field(default_factory=list)
-    schedules: list = field(default_factory=list)
-
-
-def chain_definitions(settings: Settings, database: Database) -> ChainDefinitions:
+def chain_definitions(settings: Settings, database: Database) -> Definitions:
+    """The chain's job, schedule and the resources that replace the file metagraph / database publisher."""
     chain = settings.chain
-    out = ChainDefinitions()
     if not (chain.metagraph_enabled or chain.weights_enabled):
-        return out
+        return Definitions(resources={})
+    from weather_dagster.chain.client import BittensorChain
+
     client = BittensorChain(chain)
+    resources, jobs, schedules = {}, [], []
     if chain.metagraph_enabled:
-        out.resources["metagraph"] = ChainMetagraph(client, chain.netuid, settings.miners.max_miners)
-        out.jobs.append(refresh_metagraph_job)
-        out.schedules.append(
+        from weather_dagster.chain.metagraph import ChainMetagraph
+
+        resources["metagraph"] = ChainMetagraph(client, chain.netuid, settings.miners.max_miners)
+        jobs.append(refresh_metagraph_job)
+        schedules.append(
             ScheduleDefinition(
                 name="refresh_metagraph_schedule",
                 job=refresh_metagraph_job,
@@ -65,5 +61,7 @@ def chain_definitions(settings: Settings, database: Database) -> ChainDefinition
             )
         )
     if chain.weights_enabled:
-        out.resources["weight_publisher"] = ChainWeightPublisher(settings, database, client)
-    return out
+        from weather_dagster.chain.publisher import ChainWeightPublisher
+
+        resources["weight_publisher"] = ChainWeightPublisher(settings, database, client)
+    return Definitions(jobs=jobs, schedules=schedules, resources=resources)

@@ -70,6 +70,11 @@ class SourceError(WeatherError):
         self.problem = problem
 
 
+class TransientSourceError(SourceError):
+    """A blip of a reference-data source (reset, 5xx, 429, timeout, truncated body): repeated in-step
+    a few times (``reference.http``), then a transient step retry like any :class:`SourceError`."""
+
+
 _REDACTIONS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"-----BEGIN [A-Z ]+-----.*?(-----END [A-Z ]+-----|$)", re.S), "[REDACTED_PEM]"),
     (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer [REDACTED]"),
@@ -88,6 +93,10 @@ _REDACTIONS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+# C0 controls and DEL (newlines included): one stored or logged error is one line, never a forged one.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
 def redact(text: str) -> str:
     """Remove anything that looks like a credential; applied to every message before it is stored."""
     for pattern, replacement in _REDACTIONS:
@@ -103,6 +112,10 @@ def truncate_utf8(text: str, max_bytes: int = MAX_ERROR_MESSAGE_BYTES) -> str:
     return encoded[: max_bytes - len(marker)].decode("utf-8", errors="ignore") + marker
 
 
+def _one_line(text: str) -> str:
+    return _CONTROL.sub(" ", text).strip()
+
+
 def error_category(exc: BaseException) -> str:
     return getattr(exc, "category", None) or type(exc).__name__
 
@@ -115,7 +128,7 @@ def sanitize_error(exc: BaseException | str, **extra: Any) -> dict[str, Any]:
     else:
         message = exc
         result = {"type": "Error", "category": "error"}
-    result["message"] = truncate_utf8(redact(message))
+    result["message"] = truncate_utf8(_one_line(redact(message)))
     for key, value in extra.items():
-        result[key] = truncate_utf8(redact(str(value)), 256) if isinstance(value, str) else value
+        result[key] = truncate_utf8(_one_line(redact(str(value))), 256) if isinstance(value, str) else value
     return result

@@ -1,7 +1,11 @@
 """Retry policy and error classification (SPEC section 5) as pure functions of settings.
 
 One place decides, for any failed unit of work, whether it is retried, when, with what timeout, or
-whether it has failed for good. Attempts are numbered from 1; ``attempt`` is the one that just ended.
+whether it has failed for good: step retries (:meth:`RetryPolicy.decide`, including a miner's "not
+ready yet"), the next call's timeout from the stored count of timed-out attempts
+(:meth:`RetryPolicy.timeout_for` with :func:`stored_timeouts`), and the short in-step repeats of a
+blip (:func:`with_retries`: store reads, reference downloads). Attempts are numbered from 1;
+``attempt`` is the one that just ended.
 """
 
 from __future__ import annotations
@@ -96,6 +100,7 @@ def classify(exc: BaseException) -> ErrorClass:
         code = exc.response.status_code
         return ErrorClass.SERVER if code >= 500 or code in (408, 425, 429) else ErrorClass.INVALID
     if isinstance(exc, httpx.TransportError | ssl.SSLError | SourceError | ConnectionError):
+        # TransientSourceError (a blip the reference reader repeated in-step) is a SourceError too.
         return ErrorClass.SERVER
     return ErrorClass.UNKNOWN
 
@@ -113,20 +118,54 @@ _RECONNECTABLE = (
 )
 
 
-def with_reconnects(call: Callable[[], T], pauses_s: Sequence[float], sleep: Callable[[float], None] = time.sleep) -> T:
-    """Run ``call``, repeating it after each pause in ``pauses_s`` while its connection is refused or reset.
+def with_retries(
+    call: Callable[[], T],
+    pauses_s: Sequence[float],
+    retry_on: tuple[type[BaseException], ...],
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run ``call``, repeating it after each pause in ``pauses_s`` while it raises one of ``retry_on``.
 
-    For blocking store reads inside one step: a miner restarting its server costs seconds, not a step
-    retry. The last error is raised as it is, so the step's policy then classifies it (connection or
-    server: a transient retry with backoff). Anything else (timeouts, status codes, bad data) is not
-    repeated here.
+    The in-step repeat of a blip (seconds, not a step retry). The last error is raised as it is, so
+    the step's policy then classifies it; anything not in ``retry_on`` is raised at once.
     """
     for pause in pauses_s:
         try:
             return call()
-        except _RECONNECTABLE:
+        except retry_on:
             sleep(pause)
     return call()
+
+
+def exponential_pauses(base_s: float, count: int) -> tuple[float, ...]:
+    """``count`` pauses doubling from ``base_s``: the in-step blip schedule of the reference reads."""
+    return tuple(base_s * 2**i for i in range(count))
+
+
+def with_reconnects(call: Callable[[], T], pauses_s: Sequence[float], sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run ``call``, repeating it after each pause in ``pauses_s`` while its connection is refused or reset.
+
+    For blocking store reads inside one step: a miner restarting its server costs seconds, not a step
+    retry. Anything else (timeouts, status codes, bad data) is not repeated here.
+    """
+    return with_retries(call, pauses_s, _RECONNECTABLE, sleep)
+
+
+def timed_out(error: BaseException) -> bool:
+    """The attempt ended in a timeout: the error itself, or the cause of a "not ready" built from one
+    (a poll that timed out reports "not ready" but still lengthens the next poll's timeout)."""
+    if classify(error) is ErrorClass.TIMEOUT:
+        return True
+    cause = error.__cause__
+    return cause is not None and classify(cause) is ErrorClass.TIMEOUT
+
+
+def stored_timeouts(error_json: dict | None) -> int:
+    """How many attempts of a step timed out, as the step row's last ``error_json`` stores it."""
+    try:
+        return max(0, int((error_json or {}).get("timeouts", 0)))
+    except (TypeError, ValueError):
+        return 0
 
 
 @dataclass(frozen=True)
@@ -135,7 +174,7 @@ class RetryDecision:
     error_class: ErrorClass
     next_retry_time: datetime | None
     counts_as_attempt: bool
-    timeout_s: float | None = None  # the timeout to use on the next attempt, for timed calls
+    timeouts: int = 0  # timed-out attempts so far, this one included: stored with the retry
 
     @property
     def retries(self) -> bool:
@@ -181,8 +220,12 @@ class RetryPolicy:
             timeout_cap_factor=r.timeout_cap_factor,
         )
 
+    @staticmethod
+    def kind_of(step: StepName) -> WorkKind:
+        return STEP_WORK_KIND[StepName(step)]
+
     def attempts_for(self, step: StepName | WorkKind) -> int:
-        kind = step if isinstance(step, WorkKind) else STEP_WORK_KIND[step]
+        kind = step if isinstance(step, WorkKind) else self.kind_of(step)
         return self.max_attempts[kind]
 
     def backoff(self, kind: WorkKind, attempt: int, rng: random.Random | None = None) -> float:
@@ -208,7 +251,9 @@ class RetryPolicy:
         return accepted_at + timedelta(seconds=self.poll_first_delay_s)
 
     def timeout_for(self, base_timeout_s: float, timeouts_so_far: int) -> float:
-        """Each timeout doubles the next call's timeout, capped at ``base x timeout_cap_factor``."""
+        """Each timeout doubles the next call's timeout, capped at ``base x timeout_cap_factor``.
+
+        ``timeouts_so_far`` is the stored count (:func:`stored_timeouts` of the step's last error)."""
         return min(base_timeout_s * 2**timeouts_so_far, base_timeout_s * self.timeout_cap_factor)
 
     def decide(
@@ -218,11 +263,14 @@ class RetryPolicy:
         attempt: int,
         now: datetime,
         *,
-        base_timeout_s: float | None = None,
         timeouts_so_far: int = 0,
         rng: random.Random | None = None,
     ) -> RetryDecision:
-        """The single answer to "this attempt failed with this error: now what?"."""
+        """The single answer to "this attempt failed with this error: now what?".
+
+        A miner's "not ready yet" (:class:`MinerNotReady`) is retried on the kind's schedule like any
+        transient error and fails once the attempts are used up.
+        """
         error_class = classify(error)
         if error_class is ErrorClass.TRUTH_NOT_READY:
             return RetryDecision(
@@ -230,14 +278,12 @@ class RetryPolicy:
                 error_class,
                 now + timedelta(seconds=self.truth_recheck_s),
                 counts_as_attempt=False,
+                timeouts=timeouts_so_far,
             )
+        timeouts = timeouts_so_far + (1 if timed_out(error) else 0)
         if error_class in _NO_RETRY:
-            return RetryDecision(StepStatus.FAILED, error_class, None, counts_as_attempt=True)
+            return RetryDecision(StepStatus.FAILED, error_class, None, True, timeouts)
         when = self.next_retry_time(kind, attempt, now, rng)
         if when is None:
-            return RetryDecision(StepStatus.FAILED, error_class, None, counts_as_attempt=True)
-        timeout = None
-        if base_timeout_s is not None:
-            extra = 1 if error_class is ErrorClass.TIMEOUT else 0
-            timeout = self.timeout_for(base_timeout_s, timeouts_so_far + extra)
-        return RetryDecision(StepStatus.RETRY_SCHEDULED, error_class, when, True, timeout)
+            return RetryDecision(StepStatus.FAILED, error_class, None, True, timeouts)
+        return RetryDecision(StepStatus.RETRY_SCHEDULED, error_class, when, True, timeouts)

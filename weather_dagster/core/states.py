@@ -1,7 +1,8 @@
-"""The state machines of SPEC section 4, and the one table-driven transition check.
+"""The state machines of SPEC section 4, the one table-driven transition check, and the status groups.
 
-Every status change in the product goes through :func:`check_transition`; nothing else decides what
-may follow what.
+Every status change in the product goes through :func:`check_transition` (the work layer,
+``weather_dagster.work``, calls it on every write); nothing else decides what may follow what. The
+status groups below (due, done, terminal, open) are the only copies of those sets.
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def check_transition(machine: str, current: str, target: str) -> None:
     """Raise :class:`IllegalTransition` unless ``current -> target`` is in the machine's table.
 
     Staying in the same state is not a transition and is rejected too: callers that want idempotent
-    writes compare first (see ``db.steps``), so a replay never reaches here as a self-loop.
+    writes go through ``work.guard.settle``, which treats "already there" as a replay before calling this.
     """
     if not allowed(machine, current, target):
         raise IllegalTransition(machine, str(current), str(target))
@@ -165,8 +166,43 @@ def is_terminal(machine: str, state: str) -> bool:
 
 
 def predecessors(machine: str, target: str) -> frozenset[str]:
-    """States from which ``target`` may be entered, plus ``target`` itself (an idempotent replay)."""
+    """States from which ``target`` may be entered: the guard of every status write.
+
+    ``target`` itself is never among them (no self-loops). A replay of a write whose row is already in
+    ``target`` is recognised by the work layer after the guard matched nothing (see
+    ``work.transitions.settle``), and it writes nothing.
+    """
     table = MACHINES[machine]
     enum_type = type(next(iter(table)))
     goal = enum_type(target)
-    return frozenset({state for state, targets in table.items() if goal in targets} | {goal})
+    return frozenset({state for state, targets in table.items() if goal in targets})
+
+
+def is_replay(current: str | None, target: str) -> bool:
+    """The stored state already is the target: a repeated call, not a transition (nothing is written)."""
+    return current is not None and str(current) == str(target)
+
+
+# -- status groups (defined once; SQL filters use the ``*_VALUES`` tuples) --------------------------------
+
+# A step that may be claimed once its time has come (in_progress under an expired lease is due too).
+STEP_DUE = frozenset({_S.PENDING, _S.RETRY_SCHEDULED, _S.WAITING_FOR_TRUTH})
+STEP_DONE = frozenset({_S.SUCCEEDED, _S.FAILED})
+# A forecast that no step will move again.
+FORECAST_TERMINAL = _MINER_TERMINAL
+# A forecast whose thread ended without a score (a step of it only records that and stops).
+FORECAST_CLOSED = frozenset({_M.FAILED, _M.CANCELLED})
+# Rounds the automation still looks at (an errored round is still finalized).
+ROUND_OPEN = frozenset(s for s in RoundStatus if s not in (_R.COMPLETED, _R.EXPIRED))
+
+
+def values(statuses: frozenset[StrEnum]) -> tuple[str, ...]:
+    """A status group as sorted plain strings, for ``IN (...)`` filters."""
+    return tuple(sorted(str(s) for s in statuses))
+
+
+STEP_DUE_VALUES = values(STEP_DUE)
+STEP_DONE_VALUES = values(STEP_DONE)
+FORECAST_TERMINAL_VALUES = values(FORECAST_TERMINAL)
+FORECAST_CLOSED_VALUES = values(FORECAST_CLOSED)
+ROUND_OPEN_VALUES = values(ROUND_OPEN)

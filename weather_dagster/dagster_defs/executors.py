@@ -1,4 +1,8 @@
-"""The executor every job of the code location uses, chosen by the settings.
+"""The executors of the code location, chosen by the settings.
+
+Jobs of one op (the sensors' batch jobs) run on :func:`batch_executor`: in the run worker's own process,
+so a launched run starts one process, not two. Jobs with parallel steps (asset jobs launched from the UI,
+backfills of several assets) use :func:`build_executor`, the code location's default.
 
 Without a broker the steps of a run execute in Dagster's multiprocess executor on the machine that runs
 the run, at most ``executor_max_concurrent`` at a time (default: one per core, so a 2-core box is not
@@ -12,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from dagster import ExecutorDefinition, multiprocess_executor
+from dagster import ExecutorDefinition, in_process_executor, multiprocess_executor
 
 from weather_dagster.dagster_defs.pools import pool_limits
 from weather_dagster.settings import Settings
@@ -82,3 +86,14 @@ def build_executor(settings: Settings) -> ExecutorDefinition:
     return multiprocess_executor.configured(
         {"max_concurrent": default_max_concurrent(settings)}, name="weather_multiprocess"
     )
+
+
+def batch_executor(settings: Settings) -> ExecutorDefinition:
+    """In-process for a single-op batch job; the Celery executor when a broker is configured.
+
+    With Celery the point of the job is to run its step on a worker of the pool (another machine), so
+    it keeps that executor; without, a step process would only repeat the run worker's imports.
+    """
+    if settings.round.celery_broker_url:
+        return build_executor(settings)
+    return in_process_executor

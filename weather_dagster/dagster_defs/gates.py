@@ -13,17 +13,15 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     MaterializeResult,
-    ResourceParam,
     TimeWindowPartitionMapping,
     asset,
 )
 
 from weather_dagster.dagster_defs.partitions import round_dates
-from weather_dagster.dagster_defs.scoring_assets import init_time_of
+from weather_dagster.dagster_defs.resources import ReferenceResource, SettingsResource
 from weather_dagster.db.types import utcnow
+from weather_dagster.orchestration.calendar import init_time_of
 from weather_dagster.orchestration.readiness import ready_leads
-from weather_dagster.reference.sources import ReferenceData
-from weather_dagster.settings import Settings
 
 ERA5_VALID_DAYS = 10  # leads 24 h .. 240 h of a 00Z init fall on init + 1 .. init + 10 days
 
@@ -44,11 +42,8 @@ ERA5_VALID_DAYS = 10  # leads 24 h .. 240 h of a 00Z init fall on init + 1 .. in
     description="Which ERA5 leads of this round have truth ready (clock + published), by the one readiness rule.",
 )
 def era5_truth_gate(
-    context: AssetExecutionContext, settings: ResourceParam[Settings], reference: ResourceParam[ReferenceData]
+    context: AssetExecutionContext, settings: SettingsResource, reference: ReferenceResource
 ) -> MaterializeResult:
-    init = init_time_of(context.partition_key)
+    init = init_time_of(context.partition_key, settings)
     leads = ready_leads(init, settings, utcnow(), reference.era5_available)
     return MaterializeResult(metadata={"ready_leads": ", ".join(map(str, leads)) or "none", "count": len(leads)})
-
-
-GATE_ASSETS = [era5_truth_gate]

@@ -8,26 +8,28 @@
   row holding ``next_retry_time`` for the sensor.
 - ``advance_miners_job``: one run for every due miner step of every open round (batched, bounded
   concurrency), each miner's outcome recorded on its own, and a ``miner_forecast`` materialization
-  reported for each partition that became ready in the pass.
+  reported for each partition that became ready in the pass. The round's status follows in the run.
+
+The miner modules (HTTP client, Zarr reader, keys) are imported inside the runs that use them, so the
+code location loads without xarray or the substrate SDK.
 """
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from dagster import (
     AssetExecutionContext,
     AssetMaterialization,
+    Definitions,
     Failure,
     MaterializeResult,
     OpExecutionContext,
-    ResourceParam,
     asset,
+    in_process_executor,
     job,
     op,
 )
 
-from weather_dagster.core.retry import RetryPolicy
 from weather_dagster.core.states import MinerForecastStatus
 from weather_dagster.dagster_defs.partitions import (
     MINER_PARTITIONS_NAME,
@@ -37,15 +39,16 @@ from weather_dagster.dagster_defs.partitions import (
     parse_miner_round_key,
     round_dates,
 )
+from weather_dagster.dagster_defs.pools import MINER_HTTP_POOL
+from weather_dagster.dagster_defs.resources import DatabaseResource, MetagraphResource, SettingsResource, step_log
 from weather_dagster.db.engine import Database
-from weather_dagster.db.schema import forecast_runs, forecast_steps, miner_responses
-from weather_dagster.db.steps import StepLog
-from weather_dagster.miners.keys import validator_keypair
-from weather_dagster.miners.lifecycle import MINER_STEPS, advance_until_waiting, create_round, seed_miners
-from weather_dagster.miners.metagraph import MetagraphSource, metagraph_from_settings
+from weather_dagster.db.schema import forecast_runs, miner_responses
+from weather_dagster.db.types import utcnow
+from weather_dagster.orchestration.batching import RunJob
+from weather_dagster.orchestration.calendar import init_time_of, partition_date_of
+from weather_dagster.orchestration.due import RunKind, due_work
+from weather_dagster.orchestration.rounds import round_id_for, sync_round
 from weather_dagster.settings import Settings
-
-MINER_HTTP_POOL = "miner_http"
 
 
 class SettingsMetagraph:
@@ -55,37 +58,26 @@ class SettingsMetagraph:
         self.settings = settings
 
     def snapshot(self):
+        from weather_dagster.miners.metagraph import metagraph_from_settings
+
         return metagraph_from_settings(self.settings).snapshot()
-
-
-def metagraph_resource(settings: Settings) -> MetagraphSource:
-    return SettingsMetagraph(settings)
-
-
-def init_time_for(partition_date: str, settings: Settings) -> datetime:
-    day = datetime.strptime(partition_date, "%Y-%m-%d").replace(tzinfo=UTC)
-    return day + timedelta(hours=settings.round.gfs_cycle_hour_utc)
-
-
-def _run_id(db: Database, init_time: datetime) -> int | None:
-    with db.engine.connect() as conn:
-        return conn.execute(
-            sa.select(forecast_runs.c.id).where(forecast_runs.c.gfs_init_time_utc == init_time)
-        ).scalar_one_or_none()
 
 
 @asset(partitions_def=round_dates, group_name="miners")
 def forecast_round(
     context: AssetExecutionContext,
-    settings: ResourceParam[Settings],
-    db: ResourceParam[Database],
-    metagraph: ResourceParam[MetagraphSource],
+    settings: SettingsResource,
+    db: DatabaseResource,
+    metagraph: MetagraphResource,
 ) -> MaterializeResult:
     """The round row, the miner snapshot, seeded rows and the miner partitions (idempotent)."""
+    from weather_dagster.miners.lifecycle import create_round, seed_miners
+
     engine = db.engine
-    init_time = init_time_for(context.partition_key, settings)
+    init_time = init_time_of(context.partition_key, settings)
     run_id = create_round(engine, init_time, settings)
-    snapshot = seed_miners(engine, StepLog(engine, RetryPolicy.from_settings(settings)), run_id, metagraph.snapshot())
+    snapshot = seed_miners(engine, step_log(settings, db), run_id, metagraph.snapshot())
+    sync_round(engine, run_id, settings, utcnow())
     keys = [miner_key(info.uid) for info in snapshot]
     existing = set(context.instance.get_dynamic_partitions(MINER_PARTITIONS_NAME))
     new_keys = [key for key in keys if key not in existing]
@@ -127,10 +119,13 @@ def _ready_metadata(row: sa.Row) -> dict:
     output_required=False,
     pool=MINER_HTTP_POOL,
 )
-def miner_forecast(context: AssetExecutionContext, settings: ResourceParam[Settings], db: ResourceParam[Database]):
+def miner_forecast(context: AssetExecutionContext, settings: SettingsResource, db: DatabaseResource):
     """Run this miner's due steps once; materialize when its forecast is ready and its store opened."""
+    from weather_dagster.miners.keys import validator_keypair
+    from weather_dagster.miners.lifecycle import advance_until_waiting
+
     date, uid = parse_miner_round_key(context.partition_key)
-    run_id = _run_id(db, init_time_for(date, settings))
+    run_id = round_id_for(db.engine, date, settings)
     if run_id is None:
         raise Failure(f"no round for {date}: materialize forecast_round first", allow_retries=False)
     asyncio.run(
@@ -138,6 +133,7 @@ def miner_forecast(context: AssetExecutionContext, settings: ResourceParam[Setti
             settings, db.engine, run_id, validator_keypair(settings), uids=[uid], dagster_run_id=context.run.run_id
         )
     )
+    sync_round(db.engine, run_id, settings, utcnow())
     row = _response(db, run_id, uid)
     if row is None:
         raise Failure(f"uid {uid} is not part of round {date}", allow_retries=False)
@@ -153,24 +149,21 @@ def miner_forecast(context: AssetExecutionContext, settings: ResourceParam[Setti
         context.log.info(f"miner {uid} is {row.status}; its next step waits in the step table")
 
 
-def _open_run_ids(db: Database) -> list[int]:
-    s = forecast_steps.c
-    with db.engine.connect() as conn:
-        return list(
-            conn.execute(
-                sa.select(s.run_id)
-                .where(s.step_name.in_([str(n) for n in MINER_STEPS]), s.status.in_(["pending", "retry_scheduled"]))
-                .distinct()
-            ).scalars()
-        )
+def _rounds_with_due_miner_steps(db: Database, settings: Settings) -> list[int]:
+    """Open rounds with a due query, poll or manifest step, by the one due rule (``orchestration.due``)."""
+    works = due_work(db.engine, settings, utcnow(), lambda _valid_time: False)
+    return [work.run_id for work in works if work.items.get(RunKind.MINERS)]
 
 
 @op(pool=MINER_HTTP_POOL)
-def advance_due_miners(context: OpExecutionContext, settings: ResourceParam[Settings], db: ResourceParam[Database]):
+def advance_due_miners(context: OpExecutionContext, settings: SettingsResource, db: DatabaseResource):
     """One batched pass over every due miner step; a materialization per miner that became ready."""
+    from weather_dagster.miners.keys import validator_keypair
+    from weather_dagster.miners.lifecycle import advance_until_waiting
+
     keypair = validator_keypair(settings)
-    for run_id in _open_run_ids(db):
-        r = miner_responses.c
+    r = miner_responses.c
+    for run_id in _rounds_with_due_miner_steps(db, settings):
         with db.engine.connect() as conn:
             before = set(
                 conn.execute(
@@ -181,13 +174,14 @@ def advance_due_miners(context: OpExecutionContext, settings: ResourceParam[Sett
                 sa.select(forecast_runs.c.gfs_init_time_utc).where(forecast_runs.c.id == run_id)
             ).scalar_one()
         asyncio.run(advance_until_waiting(settings, db.engine, run_id, keypair, dagster_run_id=context.run.run_id))
+        sync_round(db.engine, run_id, settings, utcnow())
         with db.engine.connect() as conn:
             ready = conn.execute(
                 sa.select(miner_responses).where(
                     r.run_id == run_id, r.status == MinerForecastStatus.FORECAST_READY.value
                 )
             ).all()
-        date = init_time.strftime("%Y-%m-%d")
+        date = partition_date_of(init_time)
         for row in ready:
             if row.miner_uid not in before:
                 context.log_event(
@@ -199,10 +193,12 @@ def advance_due_miners(context: OpExecutionContext, settings: ResourceParam[Sett
                 )
 
 
-@job
+@job(name=RunJob.ADVANCE_MINERS.value, executor_def=in_process_executor)
 def advance_miners_job():
+    """A single op: it runs in the run worker's own process (no step subprocess to start)."""
     advance_due_miners()
 
 
-MINER_ASSETS = [forecast_round, miner_forecast]
-MINER_JOBS = [advance_miners_job]
+def miner_definitions() -> Definitions:
+    """The miners domain: the round and per-miner assets and the batched miner pass."""
+    return Definitions(assets=[forecast_round, miner_forecast], jobs=[advance_miners_job])

@@ -13,6 +13,8 @@ from dagster import (
     DynamicPartitionsDefinition,
     MultiPartitionKey,
     MultiPartitionsDefinition,
+    MultiToSingleDimensionPartitionMapping,
+    StaticPartitionsDefinition,
     TimeWindowPartitionsDefinition,
 )
 
@@ -29,6 +31,14 @@ gfs_analysis_times = TimeWindowPartitionsDefinition(
 )
 miners = DynamicPartitionsDefinition(name=MINER_PARTITIONS_NAME)
 miner_rounds = MultiPartitionsDefinition({"date": round_dates, "miner": miners})
+# A (date x miner) asset's dependency on a daily one, through the date dimension.
+BY_DATE = MultiToSingleDimensionPartitionMapping(partition_dimension_name="date")
+# ERA5 climatology by (day of year, hour). The keys are those of ``reference.climatology.climatology_key``
+# (a test holds them equal), spelled here so loading the partitions does not import xarray.
+CLIMATOLOGY_HOURS = (0, 6, 12, 18)
+climatology_slices = StaticPartitionsDefinition(
+    [f"{day:03d}-{hour:02d}" for day in range(1, 367) for hour in CLIMATOLOGY_HOURS]
+)
 
 _UID = re.compile(r"^(?:[0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5])$")
 

@@ -1,4 +1,4 @@
-"""Dagster concurrency pools: one for miner HTTP traffic, one for heavy scoring.
+"""Dagster concurrency pools (one for miner HTTP traffic, one for heavy scoring) and the run tags.
 
 Assets declare ``pool=MINER_HTTP_POOL`` or ``pool=SCORING_POOL``; the limits live in Dagster's instance
 storage (``dagster instance concurrency set NAME N``). :func:`apply_pool_limits` writes the limits from
@@ -14,10 +14,23 @@ from weather_dagster.settings import Settings
 
 MINER_HTTP_POOL = "miner_http"
 SCORING_POOL = "scoring"
-# Run tag limited to one run at a time by dagster.postgres.yaml (`concurrency.runs.tag_concurrency_limits`):
-# the run that opens a round carries {RUN_KIND_TAG: ROUND_RUN_KIND}.
-RUN_KIND_TAG = "weather/kind"
+# Run tags. The kind tag is limited to one run at a time for ROUND_RUN_KIND by dagster.postgres.yaml
+# (`concurrency.runs.tag_concurrency_limits`): the run that opens a round carries {KIND_TAG: "round"}.
+KIND_TAG = "weather/kind"
+ROUND_TAG = "weather/round"  # the round's partition date, or "all" for the miner pass
+FINAL_TAG = "weather/final"  # "1" on the final rollup of a settled round
 ROUND_RUN_KIND = "round"
+SCORING_RUN_KIND = "scoring"
+
+
+def run_tags(round_date: str, kind: str | None = None, final: bool = False) -> dict[str, str]:
+    """The tags a sensor-requested run carries, which the sensors filter their run lookups on."""
+    tags = {ROUND_TAG: round_date}
+    if kind:
+        tags[KIND_TAG] = kind
+    if final:
+        tags[FINAL_TAG] = "1"
+    return tags
 
 
 def pool_limits(settings: Settings) -> dict[str, int]:

@@ -7,7 +7,6 @@ holds, and runs three checks on the cached data: grid, units ranges, no NaN. A s
 """
 
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,34 +16,25 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
-    AssetsDefinition,
+    Definitions,
     Failure,
     MaterializeResult,
     MetadataValue,
-    ResourceParam,
     RunRequest,
-    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
-    StaticPartitionsDefinition,
     asset,
     sensor,
 )
 
 from weather_dagster.core.errors import SourceError, TruthNotAvailable
-from weather_dagster.dagster_defs.partitions import era5_dates, gfs_analysis_times, round_dates
-from weather_dagster.reference.cache import CacheResult
-from weather_dagster.reference.canonical import REJECTED, check_dataset, summarize
-from weather_dagster.reference.climatology import climatology_key, parse_climatology_key
-from weather_dagster.reference.sources import ReferenceData
+from weather_dagster.dagster_defs.partitions import climatology_slices, era5_dates, gfs_analysis_times, round_dates
+from weather_dagster.dagster_defs.resources import Lazy, ReferenceResource, SettingsResource
+from weather_dagster.orchestration.batching import era5_truth_run_key
+from weather_dagster.orchestration.calendar import init_time_of
 from weather_dagster.settings import Settings
 
-ReferenceResource = ResourceParam[ReferenceData]
-
-climatology_slices = StaticPartitionsDefinition(
-    [climatology_key(day, hour) for day in range(1, 367) for hour in (0, 6, 12, 18)]
-)
 # check name -> the problem key of canonical.check_dataset
 CHECKS = {"grid": "grid", "units_range": "units", "no_nan": "nan"}
 GROUP = "reference"
@@ -59,7 +49,10 @@ def _check_specs(asset_name: str) -> list[AssetCheckSpec]:
     return [AssetCheckSpec(name, asset=asset_name, description=descriptions[name]) for name in CHECKS]
 
 
-def _result(result: CacheResult, reference: ReferenceData, started: float) -> MaterializeResult:
+def _result(result: Any, reference: Any, started: float) -> MaterializeResult:
+    """Metadata and checks of a ``CacheResult`` (the reference modules load with the run, not the code)."""
+    from weather_dagster.reference.canonical import REJECTED, check_dataset, summarize
+
     ds = result.dataset
     problems = check_dataset(ds, reference.grid)
     fields = sum(int(ds[name].size // (ds.sizes["lat"] * ds.sizes["lon"])) for name in ds.data_vars)
@@ -95,7 +88,7 @@ def _result(result: CacheResult, reference: ReferenceData, started: float) -> Ma
     return MaterializeResult(metadata=metadata, check_results=checks)
 
 
-def _run(load, reference: ReferenceData) -> MaterializeResult:
+def _run(load, reference: Any) -> MaterializeResult:
     started = time.monotonic()
     try:
         return _result(load(), reference, started)
@@ -114,11 +107,10 @@ def gfs_analysis(context: AssetExecutionContext, reference: ReferenceResource) -
 
 @asset(partitions_def=round_dates, check_specs=_check_specs("gfs_forecast"), group_name=GROUP)
 def gfs_forecast(
-    context: AssetExecutionContext, reference: ReferenceResource, settings: ResourceParam[Settings]
+    context: AssetExecutionContext, reference: ReferenceResource, settings: SettingsResource
 ) -> MaterializeResult:
     """The GFS forecast of the day's round cycle at the Day1 leads (the Day1 reference), cached."""
-    start = context.partition_time_window.start.astimezone(UTC)
-    init_time = start + timedelta(hours=settings.round.gfs_cycle_hour_utc)
+    init_time = init_time_of(context.partition_key, settings)
     return _run(lambda: reference.load_gfs_forecast(init_time), reference)
 
 
@@ -129,7 +121,7 @@ LAG_CHECK = AssetCheckSpec(
 )
 
 
-def lag_check(reference: ReferenceData) -> tuple[dict[str, Any], AssetCheckResult]:
+def lag_check(reference: Any) -> tuple[dict[str, Any], AssetCheckResult]:
     """The lag of each ERA5 source as metadata, and a warning check when one exceeds the setting."""
     limit = reference.settings.reference.era5_lag_warn_hours
     lags = reference.era5_lags()
@@ -174,12 +166,14 @@ def era5_truth(context: AssetExecutionContext, reference: ReferenceResource) -> 
 @asset(partitions_def=climatology_slices, check_specs=_check_specs("era5_climatology"), group_name=GROUP)
 def era5_climatology(context: AssetExecutionContext, reference: ReferenceResource) -> MaterializeResult:
     """The WeatherBench 2 climatology slice for one (day-of-year, hour), cached."""
+    from weather_dagster.reference.climatology import parse_climatology_key
+
     day_of_year, hour = parse_climatology_key(context.partition_key)
     return _run(lambda: reference.load_climatology(day_of_year, hour), reference)
 
 
 def era5_dates_to_request(
-    reference: ReferenceData, now: datetime, lookback_days: int, materialized: set[str]
+    reference: Any, now: datetime, lookback_days: int, materialized: set[str]
 ) -> tuple[list[str], str]:
     """Valid dates (``YYYY-MM-DD``) in the look-back window whose ERA5 has arrived and is not cached.
 
@@ -202,15 +196,19 @@ def era5_dates_to_request(
     return dates, stop.strftime("%Y%m%dT%H")
 
 
-@dataclass
-class ReferenceDefinitions:
-    assets: list[AssetsDefinition]
-    sensors: list[SensorDefinition]
-    resources: dict[str, Any] = field(default_factory=dict)
+def reference_resource(settings: Settings) -> Lazy:
+    """The reference adapters (GFS, ERA5, climatology), built in the first run or tick that uses them."""
+
+    def build() -> Any:
+        from weather_dagster.reference.sources import ReferenceData
+
+        return ReferenceData(settings)
+
+    return Lazy(build, "reference")
 
 
-def reference_definitions(settings: Settings, reference: ReferenceData | None = None) -> ReferenceDefinitions:
-    """Assets, the ERA5 sensor and the ``reference`` resource, configured from ``settings``."""
+def reference_definitions(settings: Settings, reference: Any = None) -> Definitions:
+    """The reference domain: assets, the ERA5 sensor and the ``reference`` resource, from ``settings``."""
     ref_settings = settings.reference
 
     @sensor(
@@ -230,11 +228,11 @@ def reference_definitions(settings: Settings, reference: ReferenceData | None = 
         if not dates:
             return SkipReason("no new ERA5 valid date has arrived")
         return SensorResult(
-            run_requests=[RunRequest(partition_key=d, run_key=f"era5_truth:{d}:{stamp}") for d in dates]
+            run_requests=[RunRequest(partition_key=d, run_key=era5_truth_run_key(d, stamp)) for d in dates]
         )
 
-    return ReferenceDefinitions(
+    return Definitions(
         assets=[gfs_analysis, gfs_forecast, era5_truth, era5_climatology],
         sensors=[era5_truth_sensor],
-        resources={"reference": reference or ReferenceData(settings)},
+        resources={"reference": reference or reference_resource(settings)},
     )

@@ -1,4 +1,4 @@
-"""Scoring in Dagster: ``day1_score`` and ``era5_score`` per (date x miner), and the round rollups.
+"""Scoring in Dagster: ``day1_score`` and ``era5_score`` per (date x miner), the gate and the batch job.
 
 The assets are thin: they resolve the partition to a round and a uid and call
 ``scoring.service`` (which owns state checks, the step log and the writes). Lineage to assets other
@@ -8,40 +8,31 @@ no mapping from a (date x miner) partition, so its lineage is not drawn (the Day
 init + 12 h, read through ``ScoringInputs``).
 """
 
-from datetime import UTC, datetime
-
-import sqlalchemy as sa
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
     AssetKey,
+    Definitions,
     MaterializeResult,
     MetadataValue,
-    MultiToSingleDimensionPartitionMapping,
-    ResourceParam,
     asset,
 )
 
-from weather_dagster.dagster_defs.partitions import miner_rounds, parse_miner_round_key, round_dates
-from weather_dagster.dagster_defs.resources import DatabaseResource, SettingsResource, step_log
-from weather_dagster.db.engine import Database
-from weather_dagster.db.schema import forecast_stats
-from weather_dagster.db.schema import miner_stats as miner_stats_table
-from weather_dagster.db.types import utcnow
-from weather_dagster.scoring.inputs import ScoringInputs, UnconfiguredScoringInputs
-from weather_dagster.scoring.service import Outcome, run_day1, run_era5, run_id_for_date
-from weather_dagster.scoring.store import write_round_scores
-from weather_dagster.stats.miner_stats import update_miner_stats
-from weather_dagster.stats.ranks import update_ranks
-from weather_dagster.stats.report import png_markdown, write_plots
-from weather_dagster.stats.snapshot import write_snapshot
-from weather_dagster.stats.weights import DatabaseWeightPublisher, WeightPublisher, weights_for
+from weather_dagster.dagster_defs.gates import era5_truth_gate
+from weather_dagster.dagster_defs.partitions import BY_DATE, miner_rounds, parse_miner_round_key
+from weather_dagster.dagster_defs.pools import SCORING_POOL
+from weather_dagster.dagster_defs.resources import (
+    DatabaseResource,
+    ScoringInputsResource,
+    SettingsResource,
+    step_log,
+)
+from weather_dagster.dagster_defs.scoring_batch import score_batch_job_for
+from weather_dagster.orchestration.rounds import round_id_for
+from weather_dagster.settings import Settings
 
-ScoringInputsResource = ResourceParam[ScoringInputs]
-WeightPublisherResource = ResourceParam[WeightPublisher]
-_BY_DATE = MultiToSingleDimensionPartitionMapping(partition_dimension_name="date")
 SCORE_CHECKS = [
     AssetCheckSpec("scores_finite", asset="day1_score", description="Day1 score is finite"),
     AssetCheckSpec("score_in_range", asset="day1_score", description="Day1 and overall scores lie in [0, 1]"),
@@ -51,10 +42,6 @@ ERA5_CHECKS = [
     AssetCheckSpec("score_in_range", asset="era5_score", description="overall score in [0, 1]"),
     AssetCheckSpec("leads_complete", asset="era5_score", description="every due lead has an outcome"),
 ]
-
-
-def init_time_of(date: str) -> datetime:
-    return datetime.strptime(date, "%Y-%m-%d").replace(tzinfo=UTC)
 
 
 def _table(rows: dict[str, dict[str, float | None]]) -> MetadataValue:
@@ -74,14 +61,14 @@ def _in_unit(value: float | None) -> bool:
 
 def _resolve(context: AssetExecutionContext, db, settings) -> tuple[int | None, int]:
     date, uid = parse_miner_round_key(context.partition_key)
-    return run_id_for_date(db.engine, init_time_of(date)), uid
+    return round_id_for(db.engine, date, settings), uid
 
 
 @asset(
     partitions_def=miner_rounds,
-    deps=[AssetDep(AssetKey("miner_forecast")), AssetDep(AssetKey("gfs_forecast"), partition_mapping=_BY_DATE)],
+    deps=[AssetDep(AssetKey("miner_forecast")), AssetDep(AssetKey("gfs_forecast"), partition_mapping=BY_DATE)],
     check_specs=SCORE_CHECKS,
-    pool="scoring",
+    pool=SCORING_POOL,
     group_name="scoring",
     description="Day1 score of one miner's forecast against the GFS analysis (SPEC section 8).",
 )
@@ -91,6 +78,8 @@ def day1_score(
     db: DatabaseResource,
     scoring_inputs: ScoringInputsResource,
 ):
+    from weather_dagster.scoring.service import Outcome, run_day1
+
     run_id, uid = _resolve(context, db, settings)
     if run_id is None:
         outcome = Outcome(None, "skipped", "no round for this date")
@@ -125,10 +114,10 @@ def day1_score(
     deps=[
         AssetDep(AssetKey("day1_score")),
         AssetDep(AssetKey("miner_forecast")),
-        AssetDep(AssetKey("era5_truth_gate"), partition_mapping=_BY_DATE),
+        AssetDep(AssetKey("era5_truth_gate"), partition_mapping=BY_DATE),
     ],
     check_specs=ERA5_CHECKS,
-    pool="scoring",
+    pool=SCORING_POOL,
     group_name="scoring",
     description="ERA5 scores of one miner's forecast, one lead per step; re-materialized as leads arrive.",
 )
@@ -138,6 +127,8 @@ def era5_score(
     db: DatabaseResource,
     scoring_inputs: ScoringInputsResource,
 ):
+    from weather_dagster.scoring.service import Outcome, run_era5
+
     run_id, uid = _resolve(context, db, settings)
     if run_id is None:
         outcome = Outcome(None, "skipped", "no round for this date")
@@ -179,104 +170,12 @@ def era5_score(
     )
 
 
-@asset(
-    partitions_def=round_dates,
-    deps=[AssetDep(AssetKey("era5_score"), partition_mapping=_BY_DATE)],
-    group_name="scoring",
-    description="Round score vector, ranks and the subnet summary of one round.",
-)
-def subnet_snapshot(context: AssetExecutionContext, settings: SettingsResource, db: DatabaseResource):
-    run_id = run_id_for_date(db.engine, init_time_of(context.partition_key))
-    if run_id is None:
-        return MaterializeResult(metadata={"status": "no round for this date"})
-    now = utcnow()
-    with db.engine.begin() as conn:
-        vector = write_round_scores(conn, run_id, settings.scoring, now)
-        moved = update_ranks(conn, run_id, now)
-        summary = write_snapshot(conn, run_id, now)
-    plots = write_plots(db.engine, run_id, settings.data_dir / "plots" / context.partition_key)
-    board = "\n".join(
-        f"| {e['rank']} | {e['uid']} | {e['overall'] if e['overall'] is not None else ''} |"
-        for e in summary["leaderboard"]
+SCORING_ASSETS = [day1_score, era5_score]
+
+
+def scoring_definitions(settings: Settings) -> Definitions:
+    """The scoring domain: per-miner scores, the ERA5 gate and the batched scoring job."""
+    return Definitions(
+        assets=[*SCORING_ASSETS, era5_truth_gate],
+        jobs=[score_batch_job_for(settings)],
     )
-    return MaterializeResult(
-        metadata={
-            "miners": summary["miners"],
-            "scored": summary["scored"],
-            "scoring_profile": settings.scoring.profile,
-            "ranks_changed": moved,
-            "top_round_score": max(vector.values()) if vector else None,
-            "leaderboard": MetadataValue.md("| rank | uid | overall |\n|---|---|---|\n" + board),
-            **{f"plot_{path.stem}": MetadataValue.path(str(path.resolve())) for path in plots},
-            # Inline copies, so the Dagster UI shows the pictures without access to the data directory.
-            **{f"chart_{path.stem}": MetadataValue.md(png_markdown(path)) for path in plots},
-        }
-    )
-
-
-@asset(deps=[AssetKey("subnet_snapshot")], group_name="scoring", description="Per-miner aggregates over rounds.")
-def miner_stats(context: AssetExecutionContext, db: DatabaseResource):
-    """Recomputed only for (uid, hotkey) pairs whose forecast stats changed since their last update."""
-    s, m = forecast_stats.c, miner_stats_table.c
-    with db.engine.begin() as conn:
-        latest = (
-            sa.select(s.miner_uid, s.miner_hotkey, sa.func.max(s.updated_at).label("changed"))
-            .group_by(s.miner_uid, s.miner_hotkey)
-            .subquery()
-        )
-        rows = conn.execute(
-            sa.select(latest.c.miner_uid, latest.c.miner_hotkey)
-            .select_from(
-                latest.outerjoin(
-                    miner_stats_table,
-                    sa.and_(m.miner_uid == latest.c.miner_uid, m.miner_hotkey == latest.c.miner_hotkey),
-                )
-            )
-            .where(sa.or_(m.updated_at.is_(None), latest.c.changed > m.updated_at))
-        ).all()
-        count = update_miner_stats(conn, [(r.miner_uid, r.miner_hotkey) for r in rows], utcnow())
-    return MaterializeResult(metadata={"miners_updated": count})
-
-
-@asset(
-    partitions_def=round_dates,
-    deps=[AssetKey("subnet_snapshot")],
-    group_name="scoring",
-    description="The weight vector from the last 15 days of round vectors, published by the configured publisher.",
-)
-def round_weights(
-    context: AssetExecutionContext,
-    settings: SettingsResource,
-    db: DatabaseResource,
-    weight_publisher: WeightPublisherResource,
-):
-    until = init_time_of(context.partition_key)
-    with db.engine.connect() as conn:
-        vector = weights_for(conn, until, settings.scoring)
-    weight_publisher.publish(vector, until, utcnow())
-    top = sorted(vector.weights.items(), key=lambda kv: -kv[1])[:10]
-    return MaterializeResult(
-        metadata={
-            "publisher": weight_publisher.name,
-            "scoring_profile": settings.scoring.profile,
-            "rounds_in_window": vector.details.get("rounds", 0),
-            "fallback": bool(vector.details.get("fallback")),
-            "weight_sum": sum(vector.weights.values()),
-            "top_weights": MetadataValue.md(
-                "| uid | weight |\n|---|---|\n" + "\n".join(f"| {u} | {w:.6f} |" for u, w in top)
-            ),
-        }
-    )
-
-
-SCORING_ASSETS = [day1_score, era5_score, subnet_snapshot, miner_stats, round_weights]
-
-
-def scoring_resources(
-    database: Database, scoring_inputs: ScoringInputs | None = None, publisher: WeightPublisher | None = None
-) -> dict:
-    """The two resources the scoring assets add; nothing connects until an asset runs."""
-    return {
-        "scoring_inputs": scoring_inputs or UnconfiguredScoringInputs(),
-        "weight_publisher": publisher or DatabaseWeightPublisher(database),
-    }

@@ -342,3 +342,28 @@ weight_submissions = sa.Table(
     sa.CheckConstraint("mode IN ('dry_run', 'set', 'commit')", name="mode"),
     _enum_check("status", SubmissionStatus, "status"),
 )
+
+
+# -- score receipts (issue 15) ----------------------------------------------------------------------
+# One signed receipt per Day1 score and per ERA5 lead score: the canonical JSON exactly as signed
+# (text, so the signed bytes survive the database), its sha256, the sr25519 signature and the signer.
+# Day1 is stored under lead_hours 0, as its aggregate row in ``weather_miner_scores``.
+score_receipts = sa.Table(
+    "weather_score_receipts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("weather_forecast_runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("miner_uid", sa.Integer, nullable=False),
+    sa.Column("miner_hotkey", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("lead_hours", sa.Integer, nullable=False),
+    sa.Column("scoring_profile", sa.String(16), nullable=False),
+    sa.Column("receipt_json", sa.Text, nullable=False),
+    sa.Column("receipt_sha256", sa.String(64), nullable=False),
+    sa.Column("signature", sa.String(130), nullable=False),
+    sa.Column("signer_ss58", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("run_id", "miner_uid", "kind", "lead_hours", "scoring_profile"),
+    sa.CheckConstraint("kind IN ('day1', 'era5')", name="kind"),
+    sa.Index(None, "receipt_sha256"),
+)

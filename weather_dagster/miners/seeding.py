@@ -10,8 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from weather_dagster.core.states import MinerForecastStatus, RoundStatus, StepName
-from weather_dagster.db.claims import DUE_STATUSES
+from weather_dagster.core.states import STEP_DUE_VALUES, MinerForecastStatus, RoundStatus, StepName
 from weather_dagster.db.schema import forecast_runs, forecast_stats, forecast_steps, miner_responses
 from weather_dagster.db.steps import StepKey, StepLog
 from weather_dagster.db.types import utcnow
@@ -86,7 +85,7 @@ def next_due_time(engine: sa.Engine, run_id: int, uids: Iterable[int] | None = N
     query = sa.select(s.next_retry_time).where(
         s.run_id == run_id,
         s.step_name.in_([str(n) for n in MINER_STEPS]),
-        s.status.in_([st.value for st in DUE_STATUSES]),
+        s.status.in_(STEP_DUE_VALUES),
     )
     if uids is not None:
         query = query.where(s.miner_uid.in_(list(uids)))

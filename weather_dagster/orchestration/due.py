@@ -14,19 +14,26 @@ from enum import StrEnum
 
 import sqlalchemy as sa
 
-from weather_dagster.core.states import MinerForecastStatus, RoundStatus, StepName, StepStatus
-from weather_dagster.db.claims import DUE_STATUSES
+from weather_dagster.core.states import (
+    FORECAST_TERMINAL_VALUES,
+    ROUND_OPEN_VALUES,
+    MinerForecastStatus,
+    RoundStatus,
+    StepName,
+)
 from weather_dagster.db.schema import forecast_runs, forecast_steps, miner_responses
 from weather_dagster.orchestration.readiness import ready_leads
 from weather_dagster.settings import Settings
+from weather_dagster.work.due import due_condition
 
 _M = MinerForecastStatus
-OPEN_ROUND_STATUSES = tuple(s.value for s in RoundStatus if s not in (RoundStatus.COMPLETED, RoundStatus.EXPIRED))
+OPEN_ROUND_STATUSES = ROUND_OPEN_VALUES
 MINER_STEPS = (StepName.QUERY.value, StepName.POLL.value, StepName.MANIFEST.value)
-TERMINAL_FORECAST = (_M.ERA5_SCORED.value, _M.FAILED.value, _M.CANCELLED.value)
 
 
-class WorkKind(StrEnum):
+class RunKind(StrEnum):
+    """The kinds of run the automation launches (not the retry policy's ``core.retry.WorkKind``)."""
+
     MINERS = "miners"  # query / poll / manifest: miner HTTP pool
     DAY1 = "day1"  # heavy scoring pool
     ERA5 = "era5"  # heavy scoring pool
@@ -47,26 +54,15 @@ class RoundWork:
     run_id: int
     init_time: datetime
     status: str
-    items: dict[WorkKind, list[DueItem]] = field(default_factory=dict)
+    items: dict[RunKind, list[DueItem]] = field(default_factory=dict)
 
     @property
     def date(self) -> str:
         return self.init_time.strftime("%Y-%m-%d")
 
-    def run_key(self, kind: WorkKind) -> str:
+    def run_key(self, kind: RunKind) -> str:
         digest = hashlib.sha256(repr(sorted(self.items.get(kind, []))).encode()).hexdigest()[:16]
         return f"{kind}:{self.date}:{digest}"
-
-
-def _step_is_due(now: datetime) -> sa.ColumnElement[bool]:
-    s = forecast_steps.c
-    return sa.or_(
-        sa.and_(
-            s.status.in_([x.value for x in DUE_STATUSES]),
-            sa.or_(s.next_retry_time.is_(None), s.next_retry_time <= now),
-        ),
-        sa.and_(s.status == StepStatus.IN_PROGRESS.value, s.lease_expires_at < now),
-    )
 
 
 def open_rounds(conn: sa.Connection) -> list[sa.Row]:
@@ -87,12 +83,12 @@ def due_work(
     with engine.connect() as conn:
         for round_row in open_rounds(conn):
             work = RoundWork(round_row.id, round_row.gfs_init_time_utc, round_row.status)
-            work.items[WorkKind.MINERS] = _due_steps(conn, round_row.id, now, MINER_STEPS)
-            work.items[WorkKind.DAY1] = _due_day1(conn, round_row.id, now)
+            work.items[RunKind.MINERS] = _due_steps(conn, round_row.id, now, MINER_STEPS)
+            work.items[RunKind.DAY1] = _due_day1(conn, round_row.id, now)
             leads = ready_leads(round_row.gfs_init_time_utc, settings, now, truth_available)
-            work.items[WorkKind.ERA5] = _due_era5(conn, round_row.id, now, leads)
+            work.items[RunKind.ERA5] = _due_era5(conn, round_row.id, now, leads)
             if _all_settled(conn, round_row.id) and round_row.status != RoundStatus.CREATED.value:
-                work.items[WorkKind.FINALIZE] = [DueItem(-1, "coordinator", "round_finalize", 0, 1)]
+                work.items[RunKind.FINALIZE] = [DueItem(-1, "coordinator", "round_finalize", 0, 1)]
             result.append(work)
     return result
 
@@ -101,7 +97,7 @@ def _due_steps(conn: sa.Connection, run_id: int, now: datetime, names: tuple[str
     s = forecast_steps.c
     rows = conn.execute(
         sa.select(s.miner_uid, s.miner_hotkey, s.step_name, s.lead_hours, s.retry_count).where(
-            s.run_id == run_id, s.step_name.in_(names), _step_is_due(now)
+            s.run_id == run_id, s.step_name.in_(names), due_condition(now)
         )
     ).all()
     return sorted(DueItem(r.miner_uid, r.miner_hotkey, r.step_name, r.lead_hours, r.retry_count + 1) for r in rows)
@@ -139,41 +135,23 @@ def _due_era5(conn: sa.Connection, run_id: int, now: datetime, leads: list[int])
     ).all()
     if not forecasts:
         return []
-    steps = {
-        (x.miner_uid, x.miner_hotkey, x.lead_hours): x
-        for x in conn.execute(
-            sa.select(
-                s.miner_uid,
-                s.miner_hotkey,
-                s.lead_hours,
-                s.status,
-                s.retry_count,
-                s.next_retry_time,
-                s.lease_expires_at,
-            ).where(s.run_id == run_id, s.step_name == StepName.ERA5.value)
-        ).all()
-    }
+    # The one due predicate decides, in SQL; a step is also "due" when a ready lead has none yet.
+    rows = conn.execute(
+        sa.select(s.miner_uid, s.miner_hotkey, s.lead_hours, s.retry_count, due_condition(now).label("due")).where(
+            s.run_id == run_id, s.step_name == StepName.ERA5.value
+        )
+    ).all()
+    steps = {(x.miner_uid, x.miner_hotkey, x.lead_hours): x for x in rows}
     items = []
     for forecast in forecasts:
         for lead in leads:
             step = steps.get((forecast.miner_uid, forecast.miner_hotkey, lead))
             if step is None:
                 items.append(DueItem(forecast.miner_uid, forecast.miner_hotkey, StepName.ERA5.value, lead, 1))
-            elif _row_due(step, now):
+            elif step.due:
                 attempt = step.retry_count + 1
                 items.append(DueItem(forecast.miner_uid, forecast.miner_hotkey, StepName.ERA5.value, lead, attempt))
     return sorted(items)
-
-
-def _row_due(step: sa.Row, now: datetime) -> bool:
-    if step.status in {x.value for x in DUE_STATUSES}:
-        # Pending leads were parked with their clock-due time; readiness was checked by the caller.
-        return step.status == StepStatus.PENDING.value or step.next_retry_time is None or step.next_retry_time <= now
-    return (
-        step.status == StepStatus.IN_PROGRESS.value
-        and step.lease_expires_at is not None
-        and step.lease_expires_at < now
-    )
 
 
 def _all_settled(conn: sa.Connection, run_id: int) -> bool:
@@ -182,7 +160,7 @@ def _all_settled(conn: sa.Connection, run_id: int) -> bool:
     counts = conn.execute(
         sa.select(
             sa.func.count(),
-            sa.func.sum(sa.case((r.status.in_(TERMINAL_FORECAST), 1), else_=0)),
+            sa.func.sum(sa.case((r.status.in_(FORECAST_TERMINAL_VALUES), 1), else_=0)),
         ).where(r.run_id == run_id)
     ).one()
     total, terminal = counts[0] or 0, counts[1] or 0

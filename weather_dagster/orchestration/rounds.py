@@ -17,10 +17,11 @@ from weather_dagster.core.states import (
     StepStatus,
 )
 from weather_dagster.db.schema import forecast_runs, forecast_steps, miner_responses
-from weather_dagster.db.states import set_round_status
 from weather_dagster.db.steps import StepKey, StepLog
+from weather_dagster.orchestration.calendar import init_time_of
 from weather_dagster.orchestration.readiness import round_expires_at
 from weather_dagster.settings import Settings
+from weather_dagster.work.forecasts import set_round_status
 
 _M = MinerForecastStatus
 _R = RoundStatus
@@ -131,6 +132,45 @@ def sync_round_status(conn: sa.Connection, run_id: int, settings: Settings, now:
         set_round_status(conn, run_id, step, now=now)
         current = step
     return current
+
+
+def round_id_for(engine: sa.Engine, partition_date: str, settings: Settings) -> int | None:
+    """The round a daily partition key names (its init at the configured GFS cycle), if it was opened."""
+    init_time = init_time_of(partition_date, settings)
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(forecast_runs.c.id).where(forecast_runs.c.gfs_init_time_utc == init_time)
+        ).scalar_one_or_none()
+
+
+def expiry_due(conn: sa.Connection, run_id: int, settings: Settings, now: datetime) -> bool:
+    """Whether ``sync_round_status`` would expire this open round now (reads only: for the sensor)."""
+    row = conn.execute(
+        sa.select(forecast_runs.c.status, forecast_runs.c.gfs_init_time_utc).where(forecast_runs.c.id == run_id)
+    ).one()
+    if RoundStatus(row.status) in (_R.COMPLETED, _R.EXPIRED, _R.ERROR):
+        return False
+    if now <= row.gfs_init_time_utc + timedelta(days=settings.round.expire_after_days):
+        return False  # the common case answered without reading the leads
+    waiting = waiting_leads(conn, run_id, settings)
+    leads = {lead for leads in waiting.values() for lead in leads}
+    return now > round_expires_at(row.gfs_init_time_utc, leads, settings)
+
+
+def sync_round(
+    engine: sa.Engine, run_id: int, settings: Settings, now: datetime, *, complete: bool = False
+) -> RoundStatus:
+    """Move the round's status in a transaction of its own, serialised with every other sync of it.
+
+    Several runs of one round (scoring batches, the miner pass) end at the same time; the row lock
+    (PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` serialises writers anyway) makes each see the others'
+    move instead of both trying the same transition.
+    """
+    with engine.begin() as conn:
+        conn.execute(sa.select(forecast_runs.c.id).where(forecast_runs.c.id == run_id).with_for_update())
+        if complete:
+            return complete_round(conn, run_id, settings, now)
+        return sync_round_status(conn, run_id, settings, now)
 
 
 def complete_round(conn: sa.Connection, run_id: int, settings: Settings, now: datetime) -> RoundStatus:

@@ -36,8 +36,3 @@ def round_to_open(now: datetime, settings: Settings, identity: str) -> datetime 
     if now < trigger:
         return None
     return round_init_time(now, settings)
-
-
-def round_run_key(init_time: datetime) -> str:
-    """One run key per GFS cycle: however many ticks fire, Dagster launches the round once."""
-    return f"round:{init_time:%Y-%m-%dT%H}"

@@ -27,9 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 MARKER = "_complete.json"
+RAW_FIELDS = "weather_raw_fields"  # ``Dataset.encoding`` key of a lazily read entry's RawFields
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -43,6 +45,67 @@ class CacheResult:
     downloaded: bool  # True for the one call that fetched from the source
     path: Path
     info: dict[str, Any]  # what the downloader recorded (source URL, bytes read, duration, ...)
+
+
+@dataclass(frozen=True)
+class _RawArray:
+    dims: tuple[str, ...]
+    dtype: np.dtype
+    field_shape: tuple[int, int]  # one (lat, lon) field per chunk
+    separator: str
+
+
+class RawFields:
+    """Direct reads of a cached entry's field chunks, without zarr's and xarray's layers.
+
+    The cache writes every array uncompressed, one 2-D field per chunk, so a field is one file of
+    raw values: reading it is a ``read`` from the page cache (~1 ms at 0.25 degree), where zarr's
+    async machinery plus xarray's lazy indexing cost ~10 ms. Only arrays that are exactly that
+    (no codec, no filter, C order, fill value NaN or none: nothing to mask) are served here;
+    anything else, or a missing chunk file (which zarr reads as fill values), returns None and the
+    caller uses xarray as before.
+    """
+
+    def __init__(self, path: Path, arrays: dict[str, _RawArray]) -> None:
+        self.path = path
+        self.arrays = arrays
+
+    @classmethod
+    def of(cls, path: Path) -> RawFields:
+        meta = json.loads((path / ".zmetadata").read_text())["metadata"]
+        arrays = {}
+        for key, zarray in meta.items():
+            name, _, leaf = key.rpartition("/")
+            if leaf != ".zarray" or "/" in name:
+                continue
+            dims = tuple(meta.get(f"{name}/.zattrs", {}).get("_ARRAY_DIMENSIONS") or ())
+            shape, chunks = list(zarray.get("shape", [])), list(zarray.get("chunks", []))
+            fill = zarray.get("fill_value")
+            plain = zarray.get("compressor") is None and not zarray.get("filters") and zarray.get("order") == "C"
+            if not plain or fill not in (None, "NaN") or len(dims) != len(shape) or len(shape) < 2:
+                continue
+            if chunks != [1] * (len(shape) - 2) + shape[-2:]:
+                continue
+            dtype = np.dtype(zarray["dtype"])
+            if dtype.kind != "f":
+                continue
+            separator = str(zarray.get("dimension_separator") or ".")
+            arrays[name] = _RawArray(dims, dtype, (shape[-2], shape[-1]), separator)
+        return cls(path, arrays)
+
+    def field(self, name: str, index: dict[str, int]) -> np.ndarray | None:
+        """The (lat, lon) field at ``index`` (an integer for every leading dimension) as float32, or None."""
+        array = self.arrays.get(name)
+        if array is None or set(index) != set(array.dims[:-2]):
+            return None
+        chunk = array.separator.join([*(str(index[d]) for d in array.dims[:-2]), "0", "0"])
+        try:
+            values = np.fromfile(self.path / name / chunk, dtype=array.dtype)
+        except FileNotFoundError:
+            return None
+        if values.size != array.field_shape[0] * array.field_shape[1]:
+            return None
+        return values.reshape(array.field_shape).astype(np.float32, copy=False)
 
 
 class PartitionCache:
@@ -69,6 +132,8 @@ class PartitionCache:
         if load:
             with dataset:
                 dataset = dataset.load()
+        else:
+            dataset.encoding[RAW_FIELDS] = RawFields.of(path)
         return CacheResult(dataset, False, path, info)
 
     @contextmanager

@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from weather_dagster.core.errors import SourceError
+from weather_dagster.reference.cache import RAW_FIELDS
 from weather_dagster.reference.grid import Grid
 from weather_dagster.reference.variables import VARIABLES, plausible_range
 
@@ -102,16 +103,38 @@ def field_of(dataset: xr.Dataset, variable: str, level_hpa: int | None, **select
         if label in rejected:
             url = str(dataset.attrs.get("source_url", "?"))
             raise SourceError(url, f"{label} was rejected when the source was read: {rejected[label]}")
+    atmospheric = VARIABLES[variable].atmospheric
+    if atmospheric and level_hpa is None:
+        raise ValueError(f"{variable} needs a pressure level")
+    raw = dataset.encoding.get(RAW_FIELDS)
+    if raw is not None:
+        values = raw.field(variable, _raw_index(dataset, variable, level_hpa if atmospheric else None, selection))
+        if values is not None:
+            return values
     da = dataset[variable]
     if selection:
         da = da.sel(selection)
-    if VARIABLES[variable].atmospheric:
-        if level_hpa is None:
-            raise ValueError(f"{variable} needs a pressure level")
+    if atmospheric:
         if level_hpa not in da["pressure_level"].values:
             raise KeyError(f"level {level_hpa} hPa of {variable} is not in this reference dataset")
         da = da.sel(pressure_level=level_hpa)
     return np.ascontiguousarray(da.values, dtype=np.float32)
+
+
+def _raw_index(dataset: xr.Dataset, variable: str, level_hpa: int | None, selection: dict[str, Any]) -> dict[str, int]:
+    """Integer positions of a field for :class:`RawFields` (the same labels ``.sel`` would take).
+
+    An absent label returns an incomplete index, so the xarray path runs and raises as it always did.
+    """
+    wanted = {**selection, **({} if level_hpa is None else {"pressure_level": level_hpa})}
+    index = {}
+    for dim, label in wanted.items():
+        if dim not in dataset.coords:
+            continue
+        positions = np.flatnonzero(dataset[dim].values == label)
+        if positions.size == 1:
+            index[dim] = int(positions[0])
+    return index
 
 
 def summarize(dataset: xr.Dataset) -> dict[str, dict[str, float]]:

@@ -1,8 +1,9 @@
 """HTTP reads for reference data: whole small files and byte ranges, with short in-run retries.
 
-Only blips (connection reset, 5xx, timeouts) are retried here, a few times within seconds; longer
-outages surface as :class:`SourceError` so the step table schedules the next attempt (SPEC section 5).
-Every failure names the URL and the problem.
+Only blips (connection reset, 5xx, timeouts: :class:`TransientSourceError`) are repeated here, a few
+times within seconds, by the retry policy's in-step repeat (``core.retry.with_retries`` on
+``exponential_pauses``); longer outages surface as a :class:`SourceError` so the step table schedules
+the next attempt (SPEC section 5). Every failure names the URL and the problem.
 
 Timeouts (:class:`Timeouts`, from the reference settings) never cap a whole transfer: ARCO's level
 chunks are ~150 MB, minutes on a slow link. A transfer fails when connecting takes too long, when no
@@ -19,7 +20,8 @@ from typing import Any
 
 import httpx
 
-from weather_dagster.core.errors import SourceError
+from weather_dagster.core.errors import SourceError, TransientSourceError
+from weather_dagster.core.retry import exponential_pauses, with_retries
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class ProgressWatch:
         if elapsed < self.timeouts.progress_window_s:
             return
         if self.window_bytes < self.timeouts.progress_min_bytes:
-            raise _transient(
+            raise TransientSourceError(
                 self.url,
                 f"transfer too slow: {self.window_bytes} bytes in {elapsed:.1f}s, below the progress minimum of "
                 f"{self.timeouts.progress_min_bytes} bytes per {self.timeouts.progress_window_s:g}s",
@@ -77,31 +79,26 @@ class HttpReader:
     urls: list[str] = field(default_factory=list)
 
     def _attempt(self, fn, url: str):
-        last: Exception | None = None
-        for attempt in range(self.retries + 1):
+        def once():
             try:
                 return fn()
-            except SourceError as exc:
-                if not getattr(exc, "transient", False):
-                    raise
-                last = exc
             except httpx.TimeoutException as exc:
                 kind = "connect" if isinstance(exc, httpx.ConnectTimeout) else "idle-read"
                 limit = self.client.timeout.connect if kind == "connect" else self.client.timeout.read
-                last = SourceError(url, f"timed out: no {kind} progress for {limit}s ({type(exc).__name__})")
+                raise TransientSourceError(
+                    url, f"timed out: no {kind} progress for {limit}s ({type(exc).__name__})"
+                ) from exc
             except httpx.TransportError as exc:
-                last = SourceError(url, f"transport error: {type(exc).__name__}: {exc}")
-            if attempt < self.retries:
-                time.sleep(self.backoff_s * 2**attempt)
-        assert last is not None
-        raise last
+                raise TransientSourceError(url, f"transport error: {type(exc).__name__}: {exc}") from exc
+
+        return with_retries(once, exponential_pauses(self.backoff_s, self.retries), (TransientSourceError,))
 
     def _check_status(self, response: httpx.Response, url: str, expected: tuple[int, ...]) -> None:
         if response.status_code in expected:
             return
         problem = f"HTTP {response.status_code} {response.reason_phrase}"
         if response.status_code >= 500 or response.status_code == 429:
-            raise _transient(url, problem)
+            raise TransientSourceError(url, problem)
         raise SourceError(url, problem)
 
     def get_text(self, url: str, max_bytes: int = 16 * 1024 * 1024) -> str:
@@ -135,7 +132,7 @@ class HttpReader:
                     raise SourceError(url, f"wrong Content-Range {content_range!r} for {header}")
                 body = self._read(response, url, max_bytes)
             if end is not None and len(body) != end - start:
-                raise _transient(url, f"truncated range {header}: got {len(body)} of {end - start} bytes")
+                raise TransientSourceError(url, f"truncated range {header}: got {len(body)} of {end - start} bytes")
             return body
 
         return self._attempt(once, url)
@@ -152,17 +149,11 @@ class HttpReader:
                     raise SourceError(url, f"response larger than the {max_bytes}-byte limit")
                 chunks.append(chunk)
         except httpx.RemoteProtocolError as exc:
-            raise _transient(url, f"truncated response after {size} bytes: {exc}") from exc
+            raise TransientSourceError(url, f"truncated response after {size} bytes: {exc}") from exc
         self.bytes_read += size
         self.requests += 1
         self.urls.append(url)
         return b"".join(chunks)
-
-
-def _transient(url: str, problem: str) -> SourceError:
-    error = SourceError(url, problem)
-    error.transient = True  # type: ignore[attr-defined]
-    return error
 
 
 def make_client(timeouts: Timeouts) -> httpx.Client:

@@ -22,7 +22,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-PRESSURE_LEVELS_HPA: tuple[int, ...] = (50, 100, 150, 200, 250, 300, 400, 500, 600, 700, 850, 925, 1000)
+from weather_dagster.scored_fields import ATMOSPHERIC_VARIABLES, PRESSURE_LEVELS_HPA, SURFACE_VARIABLES
+
+__all__ = [
+    "ATMOSPHERIC_VARIABLES",
+    "PRESSURE_LEVELS_HPA",
+    "SURFACE_VARIABLES",
+    "VARIABLES",
+    "Variable",
+    "geopotential_range",
+    "plausible_range",
+    "split_level_name",
+]
 GRAVITY = 9.80665  # z = gh x g, with g exactly this (not 9.81)
 R_DRY = 287.05  # J kg-1 K-1, gas constant of dry air
 MSL_RANGE_PA = (85_000.0, 112_000.0)
@@ -42,6 +53,7 @@ class Variable:
     plausible_range: tuple[float, float]  # a loose physical range, for source sanity checks (all levels)
 
 
+# One row per name of ``scored_fields`` (surface first, then atmospheric; test_settings checks it).
 VARIABLES: dict[str, Variable] = {
     v.name: v
     for v in (
@@ -59,8 +71,6 @@ VARIABLES: dict[str, Variable] = {
         ),  # union of geopotential_range
     )
 }
-SURFACE_VARIABLES = tuple(n for n, v in VARIABLES.items() if not v.atmospheric)
-ATMOSPHERIC_VARIABLES = tuple(n for n, v in VARIABLES.items() if v.atmospheric)
 
 
 def split_level_name(name: str) -> tuple[str, int | None]:

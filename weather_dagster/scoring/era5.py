@@ -254,6 +254,7 @@ def _score_reference(
         o = truth.field(name, level, valid)
         c = to_grid(climatology.field(name, level, doy, hour), climatology.grid, truth.grid)
         clim_mse = None  # the skill's reference MSE over every point, computed once when a field has gaps
+        truth_memo: dict = {}  # the ACC rule's truth-side test, once per field for the whole batch
         for key, source in forecasts.items():
             result = results[key]
             if result.status != SCORED:
@@ -283,7 +284,7 @@ def _score_reference(
                 if clim_mse is None:
                     clim_mse = field_metrics(c, o, weights).mse
                 skill = ref.skill_from_mse(metrics.mse_bias_corrected, clim_mse)
-            acc = ref.reference_acc(metrics, f, o, c)
+            acc = ref.reference_acc(metrics, f, o, c, truth_memo)
             metrics = replace(metrics, skill=skill, acc=acc)
             weight = 1.0 if level is None else level_weights[level]
             coverage = (f.size - int(bad)) / f.size

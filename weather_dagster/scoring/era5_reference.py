@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 from weather_dagster.scoring.kernel import FieldMetrics
@@ -86,15 +87,58 @@ def anomaly_is_constant(forecast: np.ndarray, climatology: np.ndarray, weighted_
     """
     if math.isfinite(weighted_variance) and weighted_variance > 1e-18:
         return False
+    f, c = np.ascontiguousarray(forecast), np.ascontiguousarray(climatology)
+    if f.ndim == 2 and f.shape == c.shape:
+        # A compiled float64 two-pass std (no float64 copies of the fields) decides unless it lies
+        # within 1e-6 relative of the threshold, where np.std's own rounding could tip it.
+        std = _anomaly_std(f, c)
+        if math.isnan(std):
+            return False
+        if abs(std - ACC_STD_EPSILON) > 1e-6 * ACC_STD_EPSILON:
+            return std < ACC_STD_EPSILON
     return bool(np.std(forecast.astype(np.float64) - climatology.astype(np.float64)) < ACC_STD_EPSILON)
 
 
-def reference_acc(metrics: FieldMetrics, forecast: np.ndarray, truth: np.ndarray, clim: np.ndarray) -> float:
-    if anomaly_is_constant(forecast, clim, metrics.forecast_anomaly_variance) or anomaly_is_constant(
-        truth, clim, metrics.truth_anomaly_variance
-    ):
+@numba.njit(cache=True, nogil=True)
+def _anomaly_std(f, c):  # pragma: no cover - compiled
+    """Population std of ``f - c`` in float64 (mean first, then squared deviations); NaN if any is."""
+    nlat, nlon = f.shape
+    total = 0.0
+    for i in range(nlat):
+        for j in range(nlon):
+            total += np.float64(f[i, j]) - np.float64(c[i, j])
+    n = nlat * nlon
+    if n == 0 or not np.isfinite(total):
+        return np.nan
+    mean = total / n
+    squares = 0.0
+    for i in range(nlat):
+        for j in range(nlon):
+            d = np.float64(f[i, j]) - np.float64(c[i, j]) - mean
+            squares += d * d
+    return np.sqrt(squares / n)
+
+
+def reference_acc(
+    metrics: FieldMetrics, forecast: np.ndarray, truth: np.ndarray, clim: np.ndarray, truth_memo: dict | None = None
+) -> float:
+    """The ACC, NaN when either anomaly is constant (``np.std < 1e-12``, as deployed).
+
+    ``truth_memo`` (one dict per field, shared by a batch's miners) keeps the truth's full-field
+    test, which does not depend on the miner: it is computed once per field, not once per miner.
+    """
+    if anomaly_is_constant(forecast, clim, metrics.forecast_anomaly_variance):
         return math.nan
-    return metrics.acc
+    variance = metrics.truth_anomaly_variance
+    if math.isfinite(variance) and variance > 1e-18:
+        return metrics.acc
+    if truth_memo is None:
+        constant = anomaly_is_constant(truth, clim, variance)
+    else:
+        if "constant" not in truth_memo:
+            truth_memo["constant"] = anomaly_is_constant(truth, clim, math.nan)
+        constant = truth_memo["constant"]
+    return math.nan if constant else metrics.acc
 
 
 def skill_from_mse(mse_forecast: float, mse_reference: float) -> float:

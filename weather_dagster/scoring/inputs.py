@@ -3,7 +3,7 @@
 The production implementation wires the verified forecast reader and the GFS / ERA5 / climatology
 adapters (other areas); :class:`UnconfiguredScoringInputs` is the default until they are passed to
 ``build_definitions`` and says so loudly instead of scoring against nothing. Tests and the benchmark
-use ``scoring.synthetic.SyntheticScoringInputs``.
+use ``weather_dagster_tests.support.synthetic_scoring.SyntheticScoringInputs``.
 """
 
 from __future__ import annotations

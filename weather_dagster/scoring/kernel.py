@@ -347,3 +347,11 @@ def warm_up() -> None:
     tiny_nan = tiny.copy()
     tiny_nan[0, 0] = np.nan
     field_metrics(tiny_nan, tiny, np.ones(3), climatology=tiny, reference=tiny)
+    field_metrics(tiny_nan.astype(np.float64), tiny, np.ones(3), climatology=tiny, reference=tiny)
+    # The other compiled passes of a miner-lead (finiteness before regridding, the ACC rule's std).
+    from weather_dagster.scoring.era5_reference import _anomaly_std
+    from weather_dagster.scoring.regrid import _has_non_finite
+
+    for array in (tiny, tiny.astype(np.float64)):
+        _has_non_finite(array)
+        _anomaly_std(array, tiny)

@@ -22,6 +22,10 @@ such a field to the last bit but one).
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
+import numba
 import numpy as np
 
 from weather_dagster.reference.grid import AnyGrid, CoordinateGrid, Grid
@@ -67,10 +71,26 @@ def interp_axis(data: np.ndarray, src: np.ndarray, dst: np.ndarray, axis: int, p
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def _has_non_finite(data):  # pragma: no cover - compiled
+    nlat, nlon = data.shape
+    for i in range(nlat):
+        for j in range(nlon):
+            if not np.isfinite(data[i, j]):
+                return True
+    return False
+
+
 def _may_have_nan(data: np.ndarray) -> bool:
-    """False only when every value is finite (a finite sum proves it; one pass, no mask)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return not np.isfinite(np.add.reduce(data, axis=None, dtype=np.float64))
+    """False only when every value is finite (one compiled pass that stops at the first gap).
+
+    Only decides whether the NaN-spreading pass runs: on an all-finite field that pass changes
+    nothing, so the answer never changes a value, only the time spent.
+    """
+    if data.ndim != 2:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return not np.isfinite(np.add.reduce(data, axis=None, dtype=np.float64))
+    return bool(_has_non_finite(data))
 
 
 def _spread_along(data: np.ndarray, axis: int) -> np.ndarray:
@@ -89,36 +109,63 @@ def _spread_along(data: np.ndarray, axis: int) -> np.ndarray:
     return out
 
 
-def _to_axis(
-    data: np.ndarray, src: np.ndarray, dst: np.ndarray, axis: int, *, periodic: bool, spread: bool
-) -> np.ndarray:
-    """One axis onto the target coordinates; no arithmetic when the points are the same."""
+@dataclass(frozen=True)
+class _AxisPlan:
+    """How one axis reaches the target: the same points (maybe reordered), or interpolation."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    same: bool  # the points match to 1e-6 degree: no arithmetic
+    order: np.ndarray | None  # the reordering onto the target's order (None: already in it)
+    descending: bool  # the target runs downwards (NaN spreading follows ascending order)
+
+
+def _axis_plan(src: np.ndarray, dst: np.ndarray) -> _AxisPlan:
+    descending = bool(dst[0] > dst[-1])
     if src.size == dst.size:
         order = np.argsort(src, kind="stable")
-        if dst[0] > dst[-1]:
+        if descending:
             order = order[::-1]
         if np.allclose(src[order], dst, atol=1e-6):
-            if not np.array_equal(order, np.arange(src.size)):
-                data = np.take(data, order, axis=axis)
-            if spread and _may_have_nan(data):
-                # ascending-coordinate order decides who reads whom: flip a descending axis around it
-                if dst[0] > dst[-1]:
-                    return np.flip(_spread_along(np.flip(data, axis), axis), axis)
-                return _spread_along(data, axis)
-            return data
-    return interp_axis(np.asarray(data, dtype=np.float64), src, dst, axis, periodic)
+            keep = None if np.array_equal(order, np.arange(src.size)) else order
+            return _AxisPlan(src, dst, True, keep, descending)
+    return _AxisPlan(src, dst, False, None, descending)
+
+
+@functools.lru_cache(maxsize=64)
+def _grid_plan(source: AnyGrid, target: Grid, not_periodic: bool) -> tuple[_AxisPlan, _AxisPlan]:
+    """Both axes' plans, once per (miner grid, truth grid): every field of a store shares them."""
+    lat, lon = _coordinates(source)
+    target_lat, target_lon = _coordinates(target)
+    lon = _wrap_longitudes(lon, target_lon) if not_periodic else np.mod(lon, 360.0)
+    return _axis_plan(lat, target_lat), _axis_plan(lon, target_lon)
+
+
+def _to_axis(data: np.ndarray, plan: _AxisPlan, axis: int, *, periodic: bool, spread: bool) -> np.ndarray:
+    """One axis onto the target coordinates; no arithmetic when the points are the same."""
+    if not plan.same:
+        return interp_axis(np.asarray(data, dtype=np.float64), plan.src, plan.dst, axis, periodic)
+    if plan.order is not None:
+        data = np.take(data, plan.order, axis=axis)
+    if spread and _may_have_nan(data):
+        # ascending-coordinate order decides who reads whom: flip a descending axis around it
+        if plan.descending:
+            return np.flip(_spread_along(np.flip(data, axis), axis), axis)
+        return _spread_along(data, axis)
+    return data
 
 
 def to_truth_grid(field: np.ndarray, source: AnyGrid, target: Grid, quirks: ScoringQuirks) -> np.ndarray:
     """``field`` (on the miner's ``source`` grid, in store order) on the truth grid ``target``."""
     if field.shape != source.shape:
         raise ValueError(f"field shape {field.shape} does not match its grid {source.shape}")
-    lat, lon = _coordinates(source)
-    target_lat, target_lon = _coordinates(target)
-    lon = _wrap_longitudes(lon, target_lon) if quirks.interp_not_periodic else np.mod(lon, 360.0)
+    try:
+        lat_plan, lon_plan = _grid_plan(source, target, quirks.interp_not_periodic)
+    except TypeError:  # a grid that cannot be hashed: plan it for this field only
+        lat_plan, lon_plan = _grid_plan.__wrapped__(source, target, quirks.interp_not_periodic)
     spread = quirks.interp_like_always
-    rows = _to_axis(field, lat, target_lat, 0, periodic=False, spread=spread)
-    out = _to_axis(rows, lon, target_lon, 1, periodic=not quirks.interp_not_periodic, spread=spread)
+    rows = _to_axis(field, lat_plan, 0, periodic=False, spread=spread)
+    out = _to_axis(rows, lon_plan, 1, periodic=not quirks.interp_not_periodic, spread=spread)
     # An interpolated field stays float64, like interp_like's output; one on its own grid keeps its dtype.
     dtype = np.float64 if out.dtype == np.float64 else np.float32
     return np.ascontiguousarray(out, dtype=dtype)

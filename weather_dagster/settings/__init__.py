@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from weather_dagster.settings.api import ApiSettings
 from weather_dagster.settings.chain import ChainSettings
 from weather_dagster.settings.miners import MinerSettings
 from weather_dagster.settings.reference import ReferenceSettings
@@ -23,6 +24,7 @@ from weather_dagster.settings.round import RoundSettings
 from weather_dagster.settings.scoring import ScoringSettings
 
 __all__ = [
+    "ApiSettings",
     "ChainSettings",
     "MinerSettings",
     "ReferenceSettings",
@@ -66,6 +68,7 @@ class Settings(BaseSettings):
     miners: MinerSettings = MinerSettings()
     round: RoundSettings = RoundSettings()
     chain: ChainSettings = ChainSettings()
+    api: ApiSettings = ApiSettings()
 
     @model_validator(mode="after")
     def _hindcast_needs_test_mode(self) -> Settings:

@@ -10,12 +10,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from weather_dagster.scored_fields import (
+    ATMOSPHERIC_VARIABLES,
+    DAY1_VARIABLES,
+    PRESSURE_LEVELS_HPA,
+    SURFACE_VARIABLES,
+)
 from weather_dagster.settings._base import SettingsSection
 from weather_dagster.settings.profile import PROFILES, ProfileName, ScoringQuirks
-
-PRESSURE_LEVELS_HPA: tuple[int, ...] = (50, 100, 150, 200, 250, 300, 400, 500, 600, 700, 850, 925, 1000)
-SURFACE_VARIABLES: tuple[str, ...] = ("2t", "10u", "10v", "msl")
-ATMOSPHERIC_VARIABLES: tuple[str, ...] = ("t", "u", "v", "q", "z")
 
 
 class ScoringSettings(SettingsSection):
@@ -27,7 +29,7 @@ class ScoringSettings(SettingsSection):
 
     # Day1 against the GFS analysis, with the GFS forecast as reference.
     day1_lead_hours: tuple[int, ...] = (12,)
-    day1_variables: tuple[str, ...] = ("2t", "msl", "10u", "10v", "z500")
+    day1_variables: tuple[str, ...] = DAY1_VARIABLES
     clone_delta: dict[str, float] = Field(
         default_factory=lambda: {"2t": 0.0025, "msl": 400.0, "10u": 0.01, "10v": 0.01, "z500": 100.0}
     )

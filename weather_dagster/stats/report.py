@@ -1,5 +1,7 @@
 """What an operator looks at after a round: a ranked table and PNG plots, read from the tables.
 
+The queries are here; the figures are built from plain data in ``plots.py``.
+
 Used by ``make demo`` and attached to the ``subnet_snapshot`` materialization, so the terminal and
 the Dagster UI show the same thing.
 """
@@ -11,13 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display here, and no GUI backend in worker processes
-import matplotlib.pyplot as plt
 import sqlalchemy as sa
 
 from weather_dagster.db.schema import forecast_stats, forecast_steps, miner_responses, miner_scores
+from weather_dagster.stats.plots import LeaderboardRow, leaderboard_figure, score_by_lead_figure, timeline_figure
 
 
 @dataclass(frozen=True)
@@ -31,6 +30,7 @@ class RankedMiner:
     overall: float | None
     rank: int | None
     reason: str
+    failure_category: str | None = None
 
 
 def ranked_miners(engine: sa.Engine, run_id: int) -> list[RankedMiner]:
@@ -66,6 +66,7 @@ def ranked_miners(engine: sa.Engine, run_id: int) -> list[RankedMiner]:
             x.overall_forecast_score,
             x.miner_rank,
             (x.failure_category or "") + (f": {x.error_message}" if x.error_message else ""),
+            x.failure_category,
         )
         for x in rows
     ]
@@ -115,47 +116,16 @@ def step_spans(engine: sa.Engine, run_id: int) -> list[tuple[int, str, datetime,
 def write_plots(engine: sa.Engine, run_id: int, out_dir: Path) -> list[Path]:
     """Score by lead per miner, the leaderboard and the miner state timeline, as PNG files."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [LeaderboardRow(m.uid, m.status, m.overall, m.failure_category) for m in ranked_miners(engine, run_id)]
+    figures = {
+        "score_by_lead": score_by_lead_figure(lead_scores(engine, run_id)),
+        "leaderboard": leaderboard_figure(rows),
+        "miner_timeline": timeline_figure(step_spans(engine, run_id)),
+    }
     paths = []
-
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for uid, leads in sorted(lead_scores(engine, run_id).items()):
-        xs = sorted(leads)
-        ax.plot(xs, [leads[x] for x in xs], marker="o", label=f"uid {uid}")
-    ax.set(xlabel="lead (h)", ylabel="ERA5 lead score", title="ERA5 score by lead", ylim=(0, 1))
-    ax.legend(fontsize=7, ncol=2)
-    paths.append(out_dir / "score_by_lead.png")
-    fig.savefig(paths[-1], dpi=90, bbox_inches="tight")
-    plt.close(fig)
-
-    miners = ranked_miners(engine, run_id)
-    fig, ax = plt.subplots(figsize=(9, max(3, 0.3 * len(miners) + 1)))
-    labels = [f"uid {m.uid} ({m.status})" for m in miners][::-1]
-    values = [m.overall or 0.0 for m in miners][::-1]
-    ax.barh(labels, values, color=["tab:green" if v > 0 else "tab:red" for v in values])
-    ax.set(xlabel="overall score", title="Leaderboard", xlim=(0, 1))
-    paths.append(out_dir / "leaderboard.png")
-    fig.savefig(paths[-1], dpi=90, bbox_inches="tight")
-    plt.close(fig)
-
-    spans = step_spans(engine, run_id)
-    fig, ax = plt.subplots(figsize=(10, max(3, 0.3 * len({s[0] for s in spans}) + 1)))
-    colours = {"query": "tab:blue", "poll": "tab:cyan", "manifest": "tab:purple", "day1": "tab:orange"}
-    if spans:
-        origin = min(s[2] for s in spans)
-        for uid, name, start, end, status in spans:
-            left = (start - origin).total_seconds()
-            width = max((end - start).total_seconds(), 0.2)
-            colour = "tab:red" if status == "failed" else colours.get(name, "tab:green")
-            ax.barh(f"uid {uid}", width, left=left, color=colour, edgecolor="black", linewidth=0.3)
-    from matplotlib.patches import Patch
-
-    legend = [Patch(color=c, label=n) for n, c in colours.items()]
-    legend += [Patch(color="tab:green", label="era5"), Patch(color="tab:red", label="failed")]
-    ax.legend(handles=legend, fontsize=7, loc="lower right")
-    ax.set(xlabel="seconds since the first step", title="Miner state timeline (one bar per step attempt)")
-    paths.append(out_dir / "miner_timeline.png")
-    fig.savefig(paths[-1], dpi=90, bbox_inches="tight")
-    plt.close(fig)
+    for name, fig in figures.items():
+        paths.append(out_dir / f"{name}.png")
+        fig.savefig(paths[-1], dpi=90, bbox_inches="tight")
     return paths
 
 

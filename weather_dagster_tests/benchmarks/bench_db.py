@@ -13,9 +13,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from weather_dagster import work
 from weather_dagster.core.retry import RetryPolicy
 from weather_dagster.core.states import StepName
-from weather_dagster.db.claims import claim_due_steps
 from weather_dagster.db.engine import Database
 from weather_dagster.db.steps import StepKey, StepLog
 from weather_dagster.settings import load_settings
@@ -25,6 +25,11 @@ from weather_dagster_tests.work.test_claims import seed_due_steps
 
 UPSERTS = 4000
 CLAIMS = 2000
+
+
+def _claim(engine, policy: RetryPolicy, limit: int, now: datetime) -> list:
+    with engine.begin() as conn:
+        return work.claim(conn, policy, worker_id="bench", limit=limit, lease_s=600, now=now)
 
 
 def measure(url: str) -> dict[str, float]:
@@ -57,7 +62,7 @@ def measure(url: str) -> dict[str, float]:
     seed_due_steps(engine, claim_run, CLAIMS, due_at=now)
     start = time.perf_counter()
     claimed = 0
-    while batch := claim_due_steps(engine, worker_id="bench", limit=1, lease_s=600, now=now):
+    while batch := _claim(engine, steps.policy, 1, now):
         claimed += len(batch)
     single = claimed / (time.perf_counter() - start)
 
@@ -65,7 +70,7 @@ def measure(url: str) -> dict[str, float]:
     seed_due_steps(engine, batch_run, CLAIMS, due_at=now)
     start = time.perf_counter()
     claimed = 0
-    while batch := claim_due_steps(engine, worker_id="bench", limit=50, lease_s=600, now=now):
+    while batch := _claim(engine, steps.policy, 50, now):
         claimed += len(batch)
     batched = claimed / (time.perf_counter() - start)
     database.dispose()

@@ -15,6 +15,9 @@ Prints ``name: value`` lines:
   is the same call with an empty cache (the download happens inside). Peak RSS is the child's own
   ``VmHWM``; ``*_cpu_s`` is the child's CPU time (robust to other load on the shared machine);
 - ``day1_full_res_s``: one miner's Day1 the same way (GFS analysis / f012 GRIB2 over loopback).
+- ``era5_batch_per_miner_lead_s`` (``_cpu_s``, ``era5_batch_peak_rss_mb``): 16 miner-leads scored
+  field-major as ``score_batch`` does (each truth and climatology field read once for the batch),
+  per miner; the one demo miner opened 16 times (16 verified stores), truth cache warm.
 - ``profile_*``: what the scoring profile costs, side by side in this run: one in-memory 0.25 degree
   miner-lead (69 fields, truth and climatology in memory, so only scoring is timed) under
   ``reference`` and ``corrected``, and under ``reference`` for a miner whose grid lacks the south-pole
@@ -178,6 +181,12 @@ def bench_end_to_end(data_dir: Path, grid: Grid, profile: bool) -> dict[str, flo
                 results[f"{kind}_rss_before_mb"] = warm["rss_before_mb"]
                 results[f"{kind}_rows"] = warm["rows"]
                 print(f"{kind}_outcome: {warm['detail']}")
+            # field-major batch on the warm truth cache of the ERA5 runs (a copy of the Day1-scored round)
+            shutil.copy(work / "day1.db", work / "batch.db")
+            batch = e2e.run_child("era5_batch", overrides("batch.db", "cache-era5"), run_id, profile)
+            results["era5_batch_per_miner_lead_s"] = batch["seconds"]
+            results["era5_batch_per_miner_cpu_s"] = batch["cpu_s"]
+            results["era5_batch_peak_rss_mb"] = batch["peak_rss_mb"]
         finally:
             e2e.stop_fleet(fleet)
             server.stop()
@@ -193,7 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid-deg", type=float, default=FULL_RESOLUTION.resolution_deg)
     parser.add_argument("--profile", action="store_true", help="cProfile the warm runs (to stderr)")
     parser.add_argument("--skip-kernel", action="store_true")
+    parser.add_argument("--receipts", action="store_true", help="only score receipts on vs off (bench_receipts)")
     args = parser.parse_args(argv)
+    if args.receipts:
+        from weather_dagster_tests.benchmarks.bench_receipts import main as bench_receipts
+
+        return bench_receipts()
     results = {} if args.skip_kernel else bench_kernel()
     results.update(bench_profiles())
     results.update(bench_end_to_end(args.data_dir, Grid(args.grid_deg), args.profile))
@@ -202,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     print("truth_source: synthetic loopback server through ReferenceData (GFS GRIB2, ERA5 + climatology Zarr)")
     names = ["kernel_ms", "kernel_vs_xarray", "kernel_vs_read_floor"] * (not args.skip_kernel)
     names += ["era5_lead_full_res_s", "era5_lead_peak_rss_mb", "day1_full_res_s"]
+    names += ["era5_batch_per_miner_lead_s", "era5_batch_per_miner_cpu_s", "era5_batch_peak_rss_mb"]
     names += ["profile_reference_lead_s", "profile_corrected_lead_s", "profile_reference_vs_corrected"]
     names += ["profile_reference_720_rows_lead_s"]
     names += ["xarray_ms", "read_floor_ms"] * (not args.skip_kernel)

@@ -37,6 +37,7 @@ STEPS = 4  # leads 6, 12, 18, 24 h: the manifest still lists every file of the s
 DAY1_LEAD = 12
 DATA_VERSION = "e2e-v1"
 FLEET_SEED = "bench-scoring"
+BATCH_MINERS = 16  # era5_batch_per_miner_lead_s: miners scored field-major in one batch
 
 
 def _slots() -> list[tuple[int, int]]:
@@ -220,22 +221,36 @@ def measure(kind: str, overrides: dict, run_id: int, profile: bool) -> dict:
     with engine.connect() as conn:  # migrations and the connection pool are set up before timing
         conn.execute(sa.select(sa.func.count()).select_from(component_scores)).scalar_one()
     rss_before = peak_rss_mb()
-    profiler = cProfile.Profile() if profile else None
+    profiler = _profiler() if profile else None
     now = INIT + timedelta(days=30)  # every truth is due
     t0, cpu0 = time.perf_counter(), time.process_time()
     if profiler:
-        profiler.enable()
+        profiler.start()
     try:
-        if kind == "day1":
+        if kind == "era5_batch":
+            outcome = _era5_batch(engine, settings, inputs, run_id, now)
+        elif kind == "day1":
             outcome = run_day1(engine, steps, settings, inputs, run_id, 0, now=now)
         else:
             outcome = run_era5(engine, steps, settings, inputs, run_id, 0, now=now)
     finally:
         inputs.release()
     if profiler:
-        profiler.disable()
+        profiler.stop()
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     score_type = "day1" if kind == "day1" else "era5"
+    if kind == "era5_batch":
+        profiler_out(profiler)
+        reference.close()
+        database.dispose()
+        return {
+            "seconds": elapsed / BATCH_MINERS,
+            "cpu_s": cpu / BATCH_MINERS,
+            "peak_rss_mb": peak_rss_mb(),
+            "rss_before_mb": rss_before,
+            "rows": outcome,
+            "detail": f"{BATCH_MINERS} verified stores scored field-major",
+        }
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(sa.func.count())
@@ -253,13 +268,102 @@ def measure(kind: str, overrides: dict, run_id: int, profile: bool) -> dict:
         "rows": rows,
         "detail": outcome.detail,
     }
-    if profiler:
-        out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(35)
-        print(out.getvalue(), file=sys.stderr)
+    profiler_out(profiler)
     reference.close()
     database.dispose()
     return result
+
+
+# Phases of a miner-lead, by the functions that do them; a sample goes to the first phase (in this
+# order) found anywhere on its stack, so e.g. a hash inside the forecast's open counts as hashing.
+PHASES = [
+    ("sha256 verification", ("file_hash",)),
+    ("codec decode", ("decode_chunk",)),
+    ("miner HTTP transfer", ("bounded_get_sync", "_fetch", "fetch")),
+    ("waiting for read-ahead", ("Future.result",)),
+    ("metric kernel", ("field_metrics",)),
+    ("regrid", ("to_truth_grid", "to_grid")),
+    ("checks (scan, fill, salvage, ACC rules)", ("check_and_fill", "_scan", "salvage_edges", "reference_acc")),
+    ("truth + climatology reads", ("field_of",)),
+    ("miner field: zarr/xarray layers", ("VerifiedForecast.field",)),
+    ("open forecast (kerchunk, metadata, coords)", ("open_verified_forecast",)),
+    ("score + step log writes", ("write_era5_lead", "refresh_forecast_stats", "read_rollup", "StepLog")),
+    ("truth partition open", ("ReferenceData._dataset",)),
+]
+
+
+def _profiler():
+    """pyinstrument when installed (a dev tool: ``pip install pyinstrument``), else cProfile."""
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        profile = cProfile.Profile()
+        profile.start, profile.stop = profile.enable, profile.disable
+        return profile
+    return Profiler(interval=0.0005)
+
+
+def phase_table(profiler) -> dict[str, float]:
+    """Seconds of the main thread per phase (``PHASES``), from a pyinstrument session."""
+    totals: dict[str, float] = {}
+
+    def walk(frame, stack: tuple[str, ...]) -> None:
+        name = f"{frame.class_name}.{frame.function}" if frame.class_name else frame.function
+        stack = (*stack, name, frame.function or "")
+        own = frame.total_self_time
+        if own:
+            phase = next((label for label, names in PHASES if any(n in stack for n in names)), "other")
+            totals[phase] = totals.get(phase, 0.0) + own
+        for child in frame.children:
+            if not child.is_synthetic:  # their time is in total_self_time above
+                walk(child, stack)
+
+    root = profiler.last_session.root_frame()
+    if root is not None:
+        walk(root, ())
+    return totals
+
+
+def profiler_out(profiler) -> None:
+    if profiler is None:
+        return
+    if isinstance(profiler, cProfile.Profile):
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(35)
+        print(out.getvalue(), file=sys.stderr)
+        return
+    print(profiler.output_text(unicode=False, color=False), file=sys.stderr)
+    table = phase_table(profiler)
+    total = sum(table.values())
+    print("phase | s | share", file=sys.stderr)
+    for label, seconds in sorted(table.items(), key=lambda kv: -kv[1]):
+        print(f"PHASE {label} | {seconds:.3f} | {seconds / total:.0%}", file=sys.stderr)
+
+
+def _era5_batch(engine, settings, inputs, run_id: int, now) -> int:
+    """``BATCH_MINERS`` miners' lead scored field-major, as ``score_batch`` does (``scoring.batch``).
+
+    The one loopback demo miner is opened ``BATCH_MINERS`` times: each open is its own kerchunk
+    request, verified store and HTTP client, every key hash-checked, so the miner-side cost is that
+    of as many miners; the truth and climatology fields are read once for all of them. Every result
+    is written as its miner's rows would be. Returns the rows written.
+    """
+    from weather_dagster.scoring.era5 import score_era5_lead_many
+    from weather_dagster.scoring.service import find_response
+    from weather_dagster.scoring.store import write_era5_lead
+
+    key, _status, init = find_response(engine, run_id, 0)
+    forecasts = {i: inputs.forecast(run_id, 0, key.miner_hotkey) for i in range(BATCH_MINERS)}
+    truth, climatology = inputs.truth("era5", init), inputs.climatology()
+    results = score_era5_lead_many(forecasts, truth, climatology, init, LEAD, settings.scoring)
+    rows = 0
+    for result in results.values():
+        if result.status != "scored":
+            raise RuntimeError(f"era5_batch: {result.status} {result.reason}")
+        with engine.begin() as conn:
+            write_era5_lead(conn, key, result, now, settings.scoring.profile)
+        rows += sum(len(v.levels) for v in result.variables.values())
+    return rows
 
 
 def run_child(kind: str, overrides: dict, run_id: int, profile: bool = False) -> dict:
@@ -282,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     fleet.add_argument("metagraph", type=Path)
     fleet.add_argument("grid_deg", type=float)
     child = sub.add_parser("child")
-    child.add_argument("kind", choices=["day1", "era5"])
+    child.add_argument("kind", choices=["day1", "era5", "era5_batch"])
     child.add_argument("overrides")
     child.add_argument("run_id", type=int)
     child.add_argument("--profile", action="store_true")

@@ -272,7 +272,7 @@ def test_round_weights_materializes_through_the_chain_publisher(database, settin
     window, the weights recorded in the database and the chain attempt recorded beside them."""
     from dagster import DagsterInstance, materialize
 
-    from weather_dagster.dagster_defs.scoring_assets import round_weights
+    from weather_dagster.dagster_defs.statistics import round_weights
     from weather_dagster.db.schema import round_scores
     from weather_dagster_tests.support.helpers import make_round
 

@@ -30,8 +30,8 @@ from weather_dagster.miners.metagraph import metagraph_from_settings
 from weather_dagster.miners.opening import open_verified_forecast
 from weather_dagster.reference.grid import CoordinateGrid, Grid
 from weather_dagster.scoring.era5 import score_era5_lead_many
-from weather_dagster.scoring.synthetic import SyntheticScoringInputs
 from weather_dagster_tests.support.miners_support import fleet_config, validator_settings
+from weather_dagster_tests.support.synthetic_scoring import SyntheticScoringInputs
 
 INIT = datetime(2026, 11, 20, tzinfo=UTC)
 LEAD = 24

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from dagster import DagsterInstance, SensorResult, SkipReason, build_schedule_context, build_sensor_context
 
-from weather_dagster.core.states import StepName
-from weather_dagster.dagster_defs.automation import build_sensors, round_schedule
+from weather_dagster.core.states import RoundStatus, StepName
+from weather_dagster.dagster_defs.automation import build_sensors, round_schedule, round_status_job
 from weather_dagster.db.schema import forecast_runs
 from weather_dagster.db.steps import StepKey
 from weather_dagster.settings import load_settings
@@ -73,3 +73,25 @@ def test_schedule_opens_one_round_per_cycle() -> None:
         scheduled_execution_time=datetime(2026, 11, 20, 17, 55, tzinfo=UTC), resources={"settings": settings}
     )
     assert isinstance(round_schedule(early), SkipReason)
+
+
+def test_an_expired_round_is_expired_by_a_run_the_sensor_requests(database, steps, tmp_path) -> None:
+    settings = load_settings(data_dir=tmp_path, database_url=database.url)
+    init = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=40)
+    run_id = make_round(database.engine, init=init, status=RoundStatus.QUERYING_MINERS)
+    result = _evaluate(settings, database)
+    assert isinstance(result, SensorResult)
+    (request,) = [r for r in result.run_requests if r.job_name == "round_status_job"]
+    assert request.run_key == f"status:expire:{run_id}"
+    assert _status(database, run_id) == "querying_miners"  # the sensor itself wrote nothing
+    with DagsterInstance.ephemeral() as instance:
+        outcome = round_status_job.execute_in_process(
+            run_config=request.run_config, instance=instance, resources={"settings": settings, "db": database}
+        )
+    assert outcome.success and _status(database, run_id) == "expired"
+    assert isinstance(_evaluate(settings, database), SkipReason)  # nothing left to do for it
+
+
+def _status(database, run_id: int) -> str:
+    with database.engine.connect() as conn:
+        return conn.execute(sa.select(forecast_runs.c.status).where(forecast_runs.c.id == run_id)).scalar_one()

@@ -68,3 +68,45 @@ def test_cli_db_upgrade_and_downgrade(db_url: str, tmp_path: Path) -> None:
     down = subprocess.run([str(cli), "db", "downgrade", "base"], env=env, capture_output=True, text=True, timeout=120)
     assert down.returncode == 0, down.stderr
     assert "revision: (empty)" in down.stdout
+
+
+HEAVY = ("numba", "xarray", "matplotlib", "substrateinterface", "bittensor", "cfgrib", "zarr", "pandas")
+
+
+def test_loading_the_code_location_imports_no_heavy_module(tmp_path: Path) -> None:
+    """Every run process and the code server load the location: the scientific stack loads in the runs."""
+    probe = (
+        "import sys, weather_dagster.definitions as d; "
+        "d.defs.get_repository_def(); "
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", probe],
+        cwd=REPO,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_each_domain_brings_its_own_definitions(tmp_path: Path) -> None:
+    defs = build_definitions(Settings(data_dir=tmp_path), Database(f"sqlite:///{tmp_path / 'x.db'}"))
+    repository = defs.get_repository_def()
+    groups = {
+        key.to_user_string(): group
+        for a in repository.assets_defs_by_key.values()
+        for key, group in a.group_names_by_key.items()
+    }
+    assert {name for name, group in groups.items() if group == "statistics"} == {
+        "subnet_snapshot",
+        "miner_stats",
+        "round_weights",
+    }
+    executors = {job.name: job.executor_def.name for job in repository.get_all_jobs() if not job.name.startswith("__")}
+    # Single-op batch jobs run in the run worker's process; the default stays for multi-step asset jobs.
+    assert set(executors.values()) == {"in_process"}
+    assert {"score_batch_job", "advance_miners_job", "round_status_job", "round_rollup_job"} <= set(executors)
+    assert repository.get_top_level_resources().keys() >= {"settings", "db", "reference", "scoring_inputs", "metagraph"}

@@ -6,14 +6,15 @@ import sqlalchemy as sa
 
 from weather_dagster.core.states import MinerForecastStatus, RoundStatus, StepName
 from weather_dagster.db.schema import forecast_runs, miner_responses
-from weather_dagster.db.states import set_miner_status
 from weather_dagster.db.steps import StepKey
-from weather_dagster.orchestration.due import WorkKind, due_work
+from weather_dagster.orchestration.batching import round_run_key
+from weather_dagster.orchestration.due import RunKind, due_work
 from weather_dagster.orchestration.readiness import era5_due_time, ready_leads
 from weather_dagster.orchestration.retention import keys_to_retire, uids_in_use
 from weather_dagster.orchestration.rounds import complete_round, sync_round_status
-from weather_dagster.orchestration.schedule import jitter_minutes, round_run_key, round_to_open
+from weather_dagster.orchestration.schedule import jitter_minutes, round_to_open
 from weather_dagster.settings import load_settings
+from weather_dagster.work.forecasts import set_miner_status
 from weather_dagster_tests.support.helpers import INIT, make_response, make_round
 
 _M = MinerForecastStatus
@@ -59,8 +60,8 @@ def test_due_work_and_idempotent_run_keys(database, steps) -> None:
         steps.ensure_pending(StepKey(run_id, uid, f"hk{uid}", StepName.QUERY), due_at=INIT)
     now = INIT + timedelta(hours=1)
     first = due_work(engine, settings, now, lambda v: True)[0]
-    assert [i.miner_uid for i in first.items[WorkKind.MINERS]] == [1, 2, 3]
-    assert first.run_key(WorkKind.MINERS) == due_work(engine, settings, now, lambda v: True)[0].run_key(WorkKind.MINERS)
+    assert [i.miner_uid for i in first.items[RunKind.MINERS]] == [1, 2, 3]
+    assert first.run_key(RunKind.MINERS) == due_work(engine, settings, now, lambda v: True)[0].run_key(RunKind.MINERS)
     # A forecast becomes ready: Day1 is due for it; a retry gets a new attempt and so a new key.
     ready = StepKey(run_id, 1, "hk1", StepName.QUERY)
     steps.start(ready, now=now)
@@ -71,9 +72,9 @@ def test_due_work_and_idempotent_run_keys(database, steps) -> None:
     steps.start(key, now=now)
     steps.schedule_retry(key, "refused", attempt=1, next_retry_time=now, now=now)
     second = due_work(engine, settings, now, lambda v: True)[0]
-    assert [(i.miner_uid, i.step_name) for i in second.items[WorkKind.DAY1]] == [(1, "day1")]
-    assert [(i.miner_uid, i.attempt) for i in second.items[WorkKind.MINERS]] == [(2, 2), (3, 1)]
-    assert second.run_key(WorkKind.MINERS) != first.run_key(WorkKind.MINERS)
+    assert [(i.miner_uid, i.step_name) for i in second.items[RunKind.DAY1]] == [(1, "day1")]
+    assert [(i.miner_uid, i.attempt) for i in second.items[RunKind.MINERS]] == [(2, 2), (3, 1)]
+    assert second.run_key(RunKind.MINERS) != first.run_key(RunKind.MINERS)
 
 
 def test_era5_work_appears_only_for_ready_leads(database, steps) -> None:
@@ -83,13 +84,13 @@ def test_era5_work_appears_only_for_ready_leads(database, steps) -> None:
     make_response(engine, run_id, 4, "hk4")
     with engine.begin() as conn:
         conn.execute(sa.update(miner_responses).values(status=_M.DAY1_SCORED.value))
-    assert due_work(engine, settings, INIT + timedelta(days=5), lambda v: True)[0].items[WorkKind.ERA5] == []
-    items = due_work(engine, settings, INIT + timedelta(days=6, hours=7), lambda v: True)[0].items[WorkKind.ERA5]
+    assert due_work(engine, settings, INIT + timedelta(days=5), lambda v: True)[0].items[RunKind.ERA5] == []
+    items = due_work(engine, settings, INIT + timedelta(days=6, hours=7), lambda v: True)[0].items[RunKind.ERA5]
     assert [(i.miner_uid, i.lead_hours) for i in items] == [(4, 24)]
     done = StepKey(run_id, 4, "hk4", StepName.ERA5, lead_hours=24)
     steps.start(done)
     steps.succeed(done)
-    assert due_work(engine, settings, INIT + timedelta(days=6, hours=7), lambda v: True)[0].items[WorkKind.ERA5] == []
+    assert due_work(engine, settings, INIT + timedelta(days=6, hours=7), lambda v: True)[0].items[RunKind.ERA5] == []
 
 
 def test_round_status_follows_miners_and_completes(database) -> None:

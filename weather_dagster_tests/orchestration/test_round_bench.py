@@ -12,9 +12,9 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance
 
 from weather_dagster.definitions import build_definitions
-from weather_dagster.scoring.synthetic import SyntheticScoringInputs
 from weather_dagster_tests.benchmarks.bench_round import session_cpu_s
 from weather_dagster_tests.scoring.test_scoring_dagster import GRID, PROFILES, scoring_settings, seed
+from weather_dagster_tests.support.synthetic_scoring import SyntheticScoringInputs
 
 __all__ = ["scoring_settings"]  # the fixture, re-used
 

@@ -19,9 +19,9 @@ from weather_dagster.reference.cds import PRESSURE_LEVELS, SINGLE_LEVELS, CdsEra
 from weather_dagster.reference.grid import Grid
 from weather_dagster.reference.sources import ReferenceData
 from weather_dagster.reference.synthetic.atmosphere import SyntheticAtmosphere
-from weather_dagster.reference.synthetic.cds_server import CdsServer
 from weather_dagster.reference.variables import PRESSURE_LEVELS_HPA, VARIABLES
 from weather_dagster.settings import load_settings
+from weather_dagster_tests.support.cds_server import CdsServer
 from weather_dagster_tests.support.cds_support import two_sources
 
 GRID = Grid(5.0)

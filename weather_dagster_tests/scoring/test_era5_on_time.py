@@ -10,18 +10,18 @@ import sqlalchemy as sa
 
 from weather_dagster.core.states import MinerForecastStatus, RoundStatus, StepName, StepStatus
 from weather_dagster.db.schema import forecast_steps, miner_responses, miner_scores
-from weather_dagster.db.states import set_miner_status
 from weather_dagster.db.steps import StepKey
-from weather_dagster.orchestration.due import WorkKind, due_work
+from weather_dagster.orchestration.due import RunKind, due_work
 from weather_dagster.orchestration.readiness import round_expires_at
 from weather_dagster.orchestration.rounds import complete_round, sync_round_status
 from weather_dagster.reference.grid import Grid
 from weather_dagster.reference.sources import ReferenceData
 from weather_dagster.scoring.service import run_day1, run_era5
-from weather_dagster.scoring.synthetic import MinerProfile, SyntheticScoringInputs
 from weather_dagster.settings import load_settings
+from weather_dagster.work.forecasts import set_miner_status
 from weather_dagster_tests.support.cds_support import two_sources
 from weather_dagster_tests.support.helpers import INIT, make_response, make_round
+from weather_dagster_tests.support.synthetic_scoring import MinerProfile, SyntheticScoringInputs
 
 _M = MinerForecastStatus
 GRID = Grid(5.0)
@@ -63,7 +63,7 @@ def test_round_with_era5_late_from_arco_and_on_time_from_cds(tmp_path, db_url, d
             assert run_day1(engine, steps, settings, inputs, run_id, uid, now=now).status == "scored"
         # The one readiness rule, with the ordered sources as its probe: every lead is ready.
         [work] = due_work(engine, settings, now, reference.era5_available)
-        assert sorted({item.lead_hours for item in work.items[WorkKind.ERA5]}) == list(LEADS)
+        assert sorted({item.lead_hours for item in work.items[RunKind.ERA5]}) == list(LEADS)
         for uid in (1, 2):
             outcome = run_era5(engine, steps, settings, inputs, run_id, uid, now=now)
             assert outcome.leads == dict.fromkeys(LEADS, "done")

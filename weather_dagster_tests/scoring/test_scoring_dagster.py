@@ -10,7 +10,8 @@ from dagster import DagsterInstance, materialize
 
 from weather_dagster.core.states import MinerForecastStatus
 from weather_dagster.dagster_defs.partitions import miner_round_key
-from weather_dagster.dagster_defs.scoring_assets import SCORING_ASSETS, day1_score, era5_score
+from weather_dagster.dagster_defs.scoring_assets import day1_score, era5_score
+from weather_dagster.dagster_defs.statistics import STATISTICS_ASSETS
 from weather_dagster.db.schema import (
     component_scores,
     forecast_stats,
@@ -28,9 +29,9 @@ from weather_dagster.definitions import build_definitions
 from weather_dagster.reference.grid import Grid
 from weather_dagster.scoring.service import run_day1, run_era5
 from weather_dagster.scoring.store import ResponseKey, write_day1, write_era5_lead
-from weather_dagster.scoring.synthetic import MinerProfile, SyntheticScoringInputs
 from weather_dagster.settings import load_settings
 from weather_dagster_tests.support.helpers import make_response, make_round, table_rows
+from weather_dagster_tests.support.synthetic_scoring import MinerProfile, SyntheticScoringInputs
 
 GRID = Grid(4.0)
 PROFILES = {
@@ -101,7 +102,7 @@ def test_scoring_assets_materialize_and_a_rerun_leaves_identical_rows(scoring_se
             )
             assert result.success
             results[uid] = result
-        for asset in SCORING_ASSETS[2:]:
+        for asset in STATISTICS_ASSETS:
             key = date if asset.partitions_def is not None else None
             assert materialize([asset], partition_key=key, resources=resources, instance=instance).success
         return results

@@ -11,7 +11,7 @@ import pytest
 from weather_dagster.core.errors import InvalidDataError
 from weather_dagster.reference.grid import Grid
 from weather_dagster.scoring.checks import LeadFailed, check_and_fill, interior_coverage
-from weather_dagster.scoring.day1 import Day1Component, combine_day1, score_day1
+from weather_dagster.scoring.day1 import Day1Component, combine_day1
 from weather_dagster.scoring.era5 import (
     FAILED,
     REJECTED,
@@ -24,8 +24,8 @@ from weather_dagster.scoring.era5 import (
 from weather_dagster.scoring.kernel import FieldMetrics
 from weather_dagster.scoring.levels import combine_levels, layer_thickness, thickness_weights
 from weather_dagster.scoring.regrid import to_grid
-from weather_dagster.scoring.synthetic import MinerProfile, SyntheticForecast, SyntheticScoringInputs
 from weather_dagster.settings import ScoringSettings
+from weather_dagster_tests.support.synthetic_scoring import MinerProfile, SyntheticForecast, SyntheticScoringInputs
 
 INIT = datetime(2026, 11, 20, tzinfo=UTC)
 # The formulas as intended; the reference profile has tests of its own (test_scoring_profiles.py).
@@ -39,15 +39,7 @@ def inputs() -> SyntheticScoringInputs:
 
 
 def day1(inputs, profile: MinerProfile, settings: ScoringSettings = S):
-    forecast = SyntheticForecast(inputs.atmosphere, INIT, profile)
-    return score_day1(
-        forecast,
-        inputs.truth("gfs_analysis", INIT),
-        inputs.truth("gfs_forecast", INIT),
-        inputs.climatology(),
-        INIT,
-        settings,
-    )
+    return inputs.day1(SyntheticForecast(inputs.atmosphere, INIT, profile), INIT, settings)
 
 
 # -- levels ------------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ import logging
 
 import pytest
 
+from weather_dagster import scored_fields
 from weather_dagster.core.retry import RetryPolicy, WorkKind
+from weather_dagster.reference.variables import VARIABLES, split_level_name
 from weather_dagster.settings import Settings, SettingsError, load_settings
 
 
@@ -24,6 +26,17 @@ def test_defaults_reproduce_the_reference() -> None:
     assert s.scoring.era5_truth_delay_hours == 126
     assert s.round.trigger_hour_utc == 18 and s.round.trigger_jitter_max_minutes == 30
     assert not s.test_mode and s.era5_truth_delay_hours == 126
+
+
+def test_one_list_of_fields_for_settings_and_reference() -> None:
+    """The settings' defaults and the reference table are the lists of ``scored_fields``, not copies."""
+    s = load_settings().scoring
+    assert s.pressure_levels_hpa == scored_fields.PRESSURE_LEVELS_HPA
+    assert s.era5_variables == scored_fields.ERA5_VARIABLES == tuple(VARIABLES)
+    assert tuple(n for n, v in VARIABLES.items() if not v.atmospheric) == scored_fields.SURFACE_VARIABLES
+    assert tuple(n for n, v in VARIABLES.items() if v.atmospheric) == scored_fields.ATMOSPHERIC_VARIABLES
+    assert s.day1_variables == scored_fields.DAY1_VARIABLES
+    assert all(split_level_name(name)[0] in VARIABLES for name in s.day1_variables)
 
 
 def test_environment_overrides_nested_values(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,9 +17,9 @@ from typing import Any
 
 from weather_dagster.reference.grid import Grid
 from weather_dagster.reference.synthetic.atmosphere import SyntheticAtmosphere
-from weather_dagster.reference.synthetic.cds_server import CdsServer
 from weather_dagster.reference.synthetic.server import SyntheticHttpServer
 from weather_dagster.reference.synthetic.zarr_stores import write_era5_zarr
+from weather_dagster_tests.support.cds_server import CdsServer
 
 
 @dataclass

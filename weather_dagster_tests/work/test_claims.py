@@ -5,14 +5,24 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from weather_dagster import work
+from weather_dagster.core.retry import RetryPolicy
 from weather_dagster.core.states import StepName
-from weather_dagster.db.claims import claim_due_steps, claim_rows
 from weather_dagster.db.engine import make_engine
-from weather_dagster.db.schema import forecast_steps
+from weather_dagster.db.schema import forecast_stats, forecast_steps
 from weather_dagster.db.steps import StepKey, StepLog
+from weather_dagster.settings import load_settings
 from weather_dagster_tests.support.helpers import make_round
 
 NOW = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
+POLICY = RetryPolicy.from_settings(load_settings())
+
+
+def claim_due_steps(engine: sa.Engine, *, step_names=None, **kwargs) -> list[work.ClaimedStep]:
+    """One claim in its own transaction, as the miner worker makes it."""
+    where = forecast_steps.c.step_name.in_([str(StepName(n)) for n in step_names]) if step_names else None
+    with engine.begin() as conn:
+        return work.claim(conn, POLICY, where=where, **kwargs)
 
 
 def seed_due_steps(engine: sa.Engine, run_id: int, count: int, due_at: datetime = NOW) -> None:
@@ -117,14 +127,34 @@ def test_two_processes_claim_each_of_1000_steps_exactly_once(database, db_url: s
     assert all(owners[i] == "p0" for i in results["p0"]) and all(owners[i] == "p1" for i in results["p1"])
 
 
+def test_the_claim_starts_the_step_and_its_stats_in_one_write(database, steps: StepLog) -> None:
+    run_id = make_round(database.engine)
+    key = StepKey(run_id, 6, "f", StepName.POLL)
+    steps.ensure_pending(key, due_at=NOW)
+    (claimed,) = claim_due_steps(database.engine, worker_id="w", lease_s=60, now=NOW, dagster_run_id="run-1")
+    assert (claimed.key, claimed.attempt, claimed.previous_status) == (key, 1, "pending")
+    row = steps.get(key)
+    assert (row.status, row.claimed_by, row.dagster_run_id, row.retry_count) == ("in_progress", "w", "run-1", 0)
+    assert row.lease_expires_at == NOW + timedelta(seconds=60) and row.started_at == NOW
+    with database.engine.connect() as conn:
+        stats = conn.execute(sa.select(forecast_stats).where(forecast_stats.c.miner_uid == 6)).one()
+    assert (stats.current_forecast_stage, stats.current_forecast_status) == ("poll", "in_progress")
+    assert stats.retries_remaining == POLICY.attempts_for(StepName.POLL)
+    # The claimed step is held: starting it again is not a move (False), finishing it is.
+    assert steps.start(key, now=NOW) is False
+    assert steps.succeed(key, now=NOW) is True
+
+
 def test_claim_rows_filters_and_never_shares(database, steps: StepLog) -> None:
     run_a, run_b = make_round(database.engine), make_round(database.engine, init=NOW)
     for run_id in (run_a, run_b):
         for uid in (1, 2):
             steps.ensure_pending(StepKey(run_id, uid, f"h{uid}", StepName.POLL), due_at=NOW - timedelta(seconds=1))
     where = sa.and_(forecast_steps.c.run_id == run_a, forecast_steps.c.miner_uid == 2)
-    rows = claim_rows(database.engine, where=where, worker_id="w1", lease_s=60, now=NOW)
+    with database.engine.begin() as conn:
+        rows = [c.row for c in work.claim(conn, POLICY, where=where, worker_id="w1", lease_s=60, now=NOW)]
     assert [(r.run_id, r.miner_uid, r.status, r.retry_count) for r in rows] == [(run_a, 2, "pending", 0)]
-    assert claim_rows(database.engine, where=where, worker_id="w2", lease_s=60, now=NOW) == []
-    others = claim_rows(database.engine, where=forecast_steps.c.run_id == run_b, worker_id="w3", lease_s=60, now=NOW)
-    assert sorted(r.miner_uid for r in others) == [1, 2]
+    with database.engine.begin() as conn:
+        assert work.claim(conn, POLICY, where=where, worker_id="w2", lease_s=60, now=NOW) == []
+        others = work.claim(conn, POLICY, where=forecast_steps.c.run_id == run_b, worker_id="w3", lease_s=60, now=NOW)
+    assert sorted(c.key.miner_uid for c in others) == [1, 2]

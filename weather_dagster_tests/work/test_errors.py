@@ -39,3 +39,10 @@ def test_sanitized_shape_and_cap() -> None:
     assert result["message"].startswith("HTTP 404") and result["message"].endswith("[truncated]")
     multibyte = sanitize_error(ValueError("é" * 5000))
     assert len(multibyte["message"].encode()) <= MAX_ERROR_MESSAGE_BYTES
+
+
+def test_sanitized_messages_are_one_line_without_control_characters() -> None:
+    """A miner's newline or terminal escape must not forge a log line or a table row (issue 12)."""
+    result = sanitize_error(RuntimeError("boom\n2026-01-01 CRITICAL forged\x1b[31m\r\x00tail"), note="a\nb")
+    assert result["message"] == "boom 2026-01-01 CRITICAL forged [31m tail"
+    assert result["note"] == "a b"

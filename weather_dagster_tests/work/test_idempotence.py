@@ -17,16 +17,17 @@ import pytest
 import sqlalchemy as sa
 from dagster import DagsterInstance, DagsterRunStatus, build_sensor_context, materialize
 
-from weather_dagster.dagster_defs.automation import KIND_TAG, ROUND_TAG, score_batch_job
 from weather_dagster.dagster_defs.partitions import miner_round_key
+from weather_dagster.dagster_defs.pools import KIND_TAG, ROUND_TAG
 from weather_dagster.dagster_defs.scoring_assets import day1_score
+from weather_dagster.dagster_defs.scoring_batch import score_batch_job
 from weather_dagster.db.schema import component_scores, forecast_steps, miner_scores
 from weather_dagster.definitions import build_definitions
 from weather_dagster.reference.grid import Grid
-from weather_dagster.scoring.synthetic import SyntheticScoringInputs
 from weather_dagster.settings import load_settings
 from weather_dagster_tests.scoring.test_scoring_dagster import PROFILES, seed
 from weather_dagster_tests.support.helpers import table_rows
+from weather_dagster_tests.support.synthetic_scoring import SyntheticScoringInputs
 
 GRID = Grid(4.0)
 

@@ -94,11 +94,12 @@ def test_decisions(policy: RetryPolicy) -> None:
 
 
 def test_timeouts_double_and_cap(policy: RetryPolicy) -> None:
-    timeouts = [
-        policy.decide(WorkKind.QUERY, httpx.ReadTimeout("t"), a, NOW, base_timeout_s=30, timeouts_so_far=n).timeout_s
+    counts = [
+        policy.decide(WorkKind.QUERY, httpx.ReadTimeout("t"), a, NOW, timeouts_so_far=n).timeouts
         for n, a in enumerate((1, 2))
     ]
-    assert timeouts == [60, 120]
+    assert counts == [1, 2]
+    assert [policy.timeout_for(30, n) for n in counts] == [60, 120]
     assert policy.timeout_for(30, 10) == 120  # cap: 4 x base
-    d = policy.decide(WorkKind.QUERY, ConnectionResetError(), 1, NOW, base_timeout_s=30)
-    assert d.timeout_s == 30  # a connection error does not lengthen the timeout
+    d = policy.decide(WorkKind.QUERY, ConnectionResetError(), 1, NOW, timeouts_so_far=1)
+    assert d.timeouts == 1  # a connection error does not lengthen the timeout

@@ -83,3 +83,13 @@ def test_terminal_states() -> None:
     assert is_terminal("miner_forecast", "failed") and is_terminal("miner_forecast", "era5_scored")
     assert not is_terminal("miner_forecast", "day1_scored")
     assert is_terminal("round", "expired") and not is_terminal("step", "retry_scheduled")
+
+
+def test_no_state_is_its_own_predecessor() -> None:
+    """The write guard (``predecessors``) never lets a state follow itself (it used to, issue 12)."""
+    from weather_dagster.core.states import predecessors
+
+    for machine, table in EXPECTED.items():
+        for state in table:
+            expected = {current for current, targets in table.items() if state in targets}
+            assert predecessors(machine, state) == expected, (machine, state)

@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from weather_dagster.core.errors import InvalidDataError, TruthNotAvailable
 from weather_dagster.core.states import IllegalTransition, MinerForecastStatus, RoundStatus, StepName, StepStatus
 from weather_dagster.db.schema import forecast_runs, forecast_stats, forecast_steps, miner_responses
-from weather_dagster.db.states import set_miner_status, set_round_status
 from weather_dagster.db.steps import StepKey, StepLog
+from weather_dagster.work.forecasts import set_miner_status, set_round_status
 from weather_dagster_tests.support.helpers import make_response, make_round, table_rows
 
 NOW = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
@@ -164,3 +164,19 @@ def test_batch_keeps_each_transition_independent(database, steps: StepLog, run_i
         batch.succeed(fresh[1], now=NOW)
     assert [steps.get(k).status for k in fresh] == ["in_progress", "succeeded"]
     assert steps.get(done).status == "succeeded"
+
+
+def test_a_repeated_write_never_rewrites_a_held_step_or_forecast(database, steps: StepLog, run_id: int) -> None:
+    """A second start of a step another run holds takes nothing over; a second fetch_initiated keeps
+    the first job id (the guard allowed self-loops, so both used to be overwritten: issue 12)."""
+    key = StepKey(run_id, 7, "hk7", StepName.POLL)
+    steps.start(key, dagster_run_id="run-1", lease_s=60, now=NOW)
+    steps.start(key, dagster_run_id="run-2", lease_s=600, now=NOW + timedelta(seconds=5))
+    row = steps.get(key)
+    assert (row.dagster_run_id, row.started_at, row.lease_expires_at) == ("run-1", NOW, NOW + timedelta(seconds=60))
+    with database.engine.begin() as conn:
+        set_miner_status(conn, run_id, 7, "hk7", MinerForecastStatus.FETCH_INITIATED, job_id="job-1")
+    with database.engine.begin() as conn:
+        set_miner_status(conn, run_id, 7, "hk7", MinerForecastStatus.FETCH_INITIATED, job_id="job-2")
+    with database.engine.connect() as conn:
+        assert conn.execute(sa.select(miner_responses.c.job_id)).scalar() == "job-1"

@@ -22,9 +22,13 @@ from weather_dagster.miners.demo.behaviours import Behaviour
 from weather_dagster.miners.manifest import build_manifest, file_hash
 from weather_dagster.reference.grid import Grid
 from weather_dagster.reference.synthetic.atmosphere import SyntheticAtmosphere
-from weather_dagster.reference.variables import PRESSURE_LEVELS_HPA, SURFACE_VARIABLES, VARIABLES
+from weather_dagster.reference.variables import (
+    ATMOSPHERIC_VARIABLES,
+    PRESSURE_LEVELS_HPA,
+    SURFACE_VARIABLES,
+    VARIABLES,
+)
 
-ATMOSPHERIC = ("t", "u", "v", "q", "z")
 PHASE_DEG_PER_HOUR = 0.5
 NOISE_PER_HOUR = 0.004
 
@@ -169,7 +173,7 @@ class ForecastStore:
         for name in SURFACE_VARIABLES:
             meta[f"{name}/.zarray"] = self._array_meta([self.steps, nlat, nlon], [1, nlat, nlon], dtype, "NaN")
             meta[f"{name}/.zattrs"] = {"_ARRAY_DIMENSIONS": ["time", "lat", "lon"], "units": self._units(name)}
-        for name in ATMOSPHERIC:
+        for name in ATMOSPHERIC_VARIABLES:
             shape = [self.steps, len(PRESSURE_LEVELS_HPA), nlat, nlon]
             meta[f"{name}/.zarray"] = self._array_meta(shape, [1, 1, nlat, nlon], dtype, "NaN")
             meta[f"{name}/.zattrs"] = {
@@ -188,7 +192,7 @@ class ForecastStore:
         keys = [f"{name}/0" for name in self._coords]
         for t in range(self.steps):
             keys += [f"{name}/{t}.0.0" for name in SURFACE_VARIABLES]
-            keys += [f"{name}/{t}.{lv}.0.0" for name in ATMOSPHERIC for lv in range(len(PRESSURE_LEVELS_HPA))]
+            keys += [f"{name}/{t}.{lv}.0.0" for name in ATMOSPHERIC_VARIABLES for lv in range(len(PRESSURE_LEVELS_HPA))]
         return keys + hostile.extra_keys(self.behaviour)
 
     def file(self, key: str) -> bytes | None:
@@ -230,7 +234,7 @@ class ForecastStore:
         if name in SURFACE_VARIABLES and len(numbers) == 3 and 0 <= numbers[0] < self.steps:
             return self.field(name, None, self.leads[numbers[0]]).tobytes()
         if (
-            name in ATMOSPHERIC
+            name in ATMOSPHERIC_VARIABLES
             and len(numbers) == 4
             and 0 <= numbers[0] < self.steps
             and 0 <= numbers[1] < len(PRESSURE_LEVELS_HPA)

@@ -18,7 +18,7 @@ import numpy as np
 
 from weather_dagster.reference.gfs import gfs_url
 from weather_dagster.reference.grid import Grid
-from weather_dagster.reference.variables import PRESSURE_LEVELS_HPA, VARIABLES
+from weather_dagster.reference.variables import GRAVITY, PRESSURE_LEVELS_HPA, SURFACE_VARIABLES, VARIABLES
 
 # (discipline, category, number) of the GRIB2 parameters we write, by .idx name.
 PARAMETERS: dict[str, tuple[int, int, int]] = {
@@ -143,12 +143,12 @@ def gfs_messages(
                 spec = VARIABLES[name]
                 data = values(name, level) if scored else values(name, min(levels, key=lambda p: abs(p - level)))
                 if name == "z":
-                    data = data / 9.80665
+                    data = data / GRAVITY
                 messages.append(Message(spec.idx_name, "isobaricInhPa", level, data, step_hours))
             else:
                 messages.append(Message(name, "isobaricInhPa", level, filler + level / 10.0, step_hours))
     messages.append(Message("HGT", "heightAboveGround", 80, filler + 80.0, step_hours))  # unscored
-    for name in ("2t", "10u", "10v", "msl"):
+    for name in SURFACE_VARIABLES:
         spec = VARIABLES[name]
         messages.append(
             Message(spec.idx_name, spec.grib_type_of_level, spec.grib_level or 0, values(name, None), step_hours)

@@ -1,4 +1,4 @@
-"""Scoring inputs from the synthetic atmosphere, for tests, the benchmark and offline demos.
+"""Scoring inputs from the synthetic atmosphere, for tests and benchmarks (not shipped in the package).
 
 Thin adapters over ``SyntheticAtmosphere`` implementing the field interfaces; a miner's forecast is
 the truth with a phase shift and noise growing with lead (its skill), or a deliberate misbehaviour
@@ -15,7 +15,9 @@ import numpy as np
 
 from weather_dagster.reference.grid import CoordinateGrid, Grid
 from weather_dagster.reference.synthetic.atmosphere import SyntheticAtmosphere
+from weather_dagster.scoring.day1 import Day1Result, score_day1
 from weather_dagster.scoring.inputs import TruthKind
+from weather_dagster.settings import ScoringSettings
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,17 @@ class SyntheticScoringInputs:
 
     def climatology(self) -> SyntheticClimatology:
         return SyntheticClimatology(self.atmosphere)
+
+    def day1(self, forecast: SyntheticForecast, init_time: datetime, settings: ScoringSettings) -> Day1Result:
+        """Day1 of one forecast against this atmosphere's GFS analysis, GFS forecast and climatology."""
+        return score_day1(
+            forecast,
+            self.truth("gfs_analysis", init_time),
+            self.truth("gfs_forecast", init_time),
+            self.climatology(),
+            init_time,
+            settings,
+        )
 
     def register(self, run_id: int, uid: int, hotkey: str, init_time: datetime) -> None:
         self.forecast_inits[(run_id, uid, hotkey)] = init_time

@@ -1,4 +1,4 @@
-"""A loopback server speaking the CDS retrieve API to the unchanged ``cdsapi`` client (ERA5 GRIB).
+"""A loopback server speaking the CDS retrieve API to the unchanged ``cdsapi`` client (tests only; ERA5 GRIB).
 
 The exchange, as ``cdsapi`` 0.7.x (through ``ecmwf-datastores-client``) makes it:
 
