@@ -24,6 +24,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from weather_dagster.core.interrupts import interrupted_by_signals
+
 REPO = Path(__file__).resolve().parents[1]
 BEHAVIOURS = {
     10: "gfs_copy",
@@ -249,11 +251,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from weather_dagster.operator.demo_env import demo_lock
 
     out = Path(args.out).resolve()
-    # SIGTERM stops the demo as Ctrl-C does; SIGINT is restored too, since a shell starting the demo in
-    # the background (`make demo &`) hands it SIGINT ignored.
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with demo_lock(out):
+        with interrupted_by_signals(), demo_lock(out):
             return _run_demo(args, out)
     except KeyboardInterrupt:
         print(
@@ -262,13 +261,6 @@ def run_demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _interrupt(signum: int, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def _run_demo(args: argparse.Namespace, out: Path) -> int:

@@ -352,7 +352,8 @@ def _era5_batch(engine, settings, inputs, run_id: int, now) -> int:
     from weather_dagster.scoring.service import find_response
     from weather_dagster.scoring.store import write_era5_lead
 
-    key, _status, init = find_response(engine, run_id, 0)
+    with engine.connect() as conn:
+        key, _status, init = find_response(conn, run_id, 0)
     forecasts = {i: inputs.forecast(run_id, 0, key.miner_hotkey) for i in range(BATCH_MINERS)}
     truth, climatology = inputs.truth("era5", init), inputs.climatology()
     results = score_era5_lead_many(forecasts, truth, climatology, init, LEAD, settings.scoring)

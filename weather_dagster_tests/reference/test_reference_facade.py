@@ -40,13 +40,19 @@ def test_field_sources_read_through_the_cache(reference_settings, reference_serv
     assert not np.allclose(forecast.field("2t", None, 12), truth.field("2t", None, forecast.valid_time(12)))
 
 
+def _start_with_sigint_ignored() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def test_synthetic_serve_command_serves_the_tree(tmp_path: Path) -> None:
+    """It serves, and Ctrl-C stops it even when started as a background job is (SIGINT ignored)."""
     exe = Path(sys.executable).with_name("weather-dagster")
     args = ["--dir", str(tmp_path), "--grid", "6", "--days", "1", "--analysis-days", "1", "--port", "0"]
     proc = subprocess.Popen(
         [str(exe), "synthetic", "serve", *args, "--seconds", "60"],
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=_start_with_sigint_ignored,
     )
     try:
         lines = {}
@@ -66,5 +72,12 @@ def test_synthetic_serve_command_serves_the_tree(tmp_path: Path) -> None:
         assert zmeta.status_code == 200 and "valid_time_stop_era5t" in zmeta.text
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
-        proc.stdout.close()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            proc.stdout.close()
+    assert proc.returncode == 0

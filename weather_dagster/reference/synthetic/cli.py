@@ -8,6 +8,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from weather_dagster.core.interrupts import interrupted_by_signals
+
 
 def _serve(args: argparse.Namespace) -> int:
     from weather_dagster.reference.grid import Grid
@@ -18,15 +20,16 @@ def _serve(args: argparse.Namespace) -> int:
     start = datetime.strptime(args.start, "%Y-%m-%d").replace(tzinfo=UTC)
     tree = build_tree(root, Grid(args.grid), start, args.days, analysis_days=args.analysis_days)
     server = SyntheticHttpServer(root, args.host, args.port).start()
-    print(f"serving {root} at {server.base_url}")
-    for name, value in tree.urls(server.base_url).items():
-        print(f"WEATHER_REFERENCE__{name.upper()}={value}")
     try:
-        if args.seconds:
-            time.sleep(args.seconds)
-        else:
-            while True:
-                time.sleep(3600)
+        with interrupted_by_signals():
+            print(f"serving {root} at {server.base_url}", flush=True)
+            for name, value in tree.urls(server.base_url).items():
+                print(f"WEATHER_REFERENCE__{name.upper()}={value}", flush=True)
+            if args.seconds:
+                time.sleep(args.seconds)
+            else:
+                while True:
+                    time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:
