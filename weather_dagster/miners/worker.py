@@ -319,15 +319,9 @@ def _mark_inference(conn: sa.Connection, key: StepKey, status: str, completed: d
     if status == _M.FETCH_INITIATED.value:
         work.set_miner_status(conn, *_forecast_key(key), _M.INFERENCE_RUNNING, inference_started_at=utcnow())
     if completed is not None:
-        r = miner_responses.c
         conn.execute(
             sa.update(miner_responses)
-            .where(
-                r.run_id == key.run_id,
-                r.miner_uid == key.miner_uid,
-                r.miner_hotkey == key.miner_hotkey,
-                r.inference_completed_at.is_(None),
-            )
+            .where(*work.response_where(*_forecast_key(key)), miner_responses.c.inference_completed_at.is_(None))
             .values(inference_completed_at=completed)
         )
 

@@ -11,7 +11,7 @@ call whose row already is in the target state is a replay and writes nothing (th
 """
 
 from weather_dagster.work.due import ClaimedStep, claim, due_condition
-from weather_dagster.work.forecasts import set_miner_status, set_round_status
+from weather_dagster.work.forecasts import response_where, set_miner_status, set_round_status
 from weather_dagster.work.keys import StepKey
 from weather_dagster.work.steps import (
     cancel,
@@ -36,6 +36,7 @@ __all__ = [
     "fail",
     "get",
     "record_failure",
+    "response_where",
     "retry_now",
     "schedule_retry",
     "set_miner_status",

@@ -35,7 +35,8 @@ def set_round_status(
     return settle("round", current, target)
 
 
-def _response_where(run_id: int, miner_uid: int, miner_hotkey: str) -> list[sa.ColumnElement[bool]]:
+def response_where(run_id: int, miner_uid: int, miner_hotkey: str) -> list[sa.ColumnElement[bool]]:
+    """The natural key of a miner's forecast row, for every statement that targets one."""
     r = miner_responses.c
     return [r.run_id == run_id, r.miner_uid == miner_uid, r.miner_hotkey == miner_hotkey]
 
@@ -54,7 +55,7 @@ def set_miner_status(
     now = now or utcnow()
     if fields.get("error_message") is not None:
         fields["error_message"] = sanitize_error(str(fields["error_message"]))["message"]
-    where = _response_where(run_id, miner_uid, miner_hotkey)
+    where = response_where(run_id, miner_uid, miner_hotkey)
     result = conn.execute(
         sa.update(miner_responses)
         .where(*where, miner_responses.c.status.in_(sorted(predecessors("miner_forecast", target))))
@@ -77,4 +78,4 @@ def set_miner_status(
 
 def forecast_row(conn: sa.Connection, run_id: int, miner_uid: int, miner_hotkey: str) -> sa.Row | None:
     """The forecast's response row (status, job id, frozen manifest), read in the caller's connection."""
-    return conn.execute(sa.select(miner_responses).where(*_response_where(run_id, miner_uid, miner_hotkey))).first()
+    return conn.execute(sa.select(miner_responses).where(*response_where(run_id, miner_uid, miner_hotkey))).first()
