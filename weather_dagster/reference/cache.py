@@ -6,6 +6,12 @@ directory beside it and renamed into place (``rename`` is atomic on one file sys
 killed mid-download or mid-write therefore leaves at most a ``.tmp-*`` directory, never an entry
 that reads as valid, and the next attempt cleans it up.
 
+Each entry also records, in ``_digests.json``, a BLAKE3 digest of every raw float32 field chunk,
+with the chunk file's size, mtime and inode: the digest score receipts name a field by, computed
+once when the entry is written instead of once per miner-lead that reads it. A digest is handed
+out only while the file still has that size, mtime and inode (one ``stat``); otherwise the
+reader hashes the field itself.
+
 Single-flight: one ``flock`` per entry serialises every thread and process that wants it; the first
 one downloads, the rest wait and then read what it wrote. ``flock`` locks belong to open file
 descriptions, so two threads of one process exclude each other as well as two processes, and the
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
@@ -29,8 +36,11 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from blake3 import blake3
 
 MARKER = "_complete.json"
+log = logging.getLogger(__name__)
+DIGESTS = "_digests.json"  # chunk path -> [blake3 hex, size, mtime_ns, inode], written with the entry
 RAW_FIELDS = "weather_raw_fields"  # ``Dataset.encoding`` key of a lazily read entry's RawFields
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -69,6 +79,20 @@ class RawFields:
     def __init__(self, path: Path, arrays: dict[str, _RawArray]) -> None:
         self.path = path
         self.arrays = arrays
+        self._digests: dict[str, list] | None = None
+        self._coords: dict[str, np.ndarray | None] = {}
+
+    def position(self, dim: str, label: Any, values: Callable[[], np.ndarray | None]) -> int | None:
+        """The one position of ``label`` on coordinate ``dim`` (None: absent, repeated or no such
+        coordinate). The coordinate is taken from ``values`` once: an entry never changes, and
+        xarray's indexing costs ~0.1 ms a call on the per-field hot path."""
+        if dim not in self._coords:
+            self._coords[dim] = values()
+        coordinate = self._coords[dim]
+        if coordinate is None:
+            return None
+        positions = np.flatnonzero(coordinate == label)
+        return int(positions[0]) if positions.size == 1 else None
 
     @classmethod
     def of(cls, path: Path) -> RawFields:
@@ -93,19 +117,67 @@ class RawFields:
             arrays[name] = _RawArray(dims, dtype, (shape[-2], shape[-1]), separator)
         return cls(path, arrays)
 
-    def field(self, name: str, index: dict[str, int]) -> np.ndarray | None:
-        """The (lat, lon) field at ``index`` (an integer for every leading dimension) as float32, or None."""
+    def _chunk(self, name: str, index: dict[str, int]) -> tuple[_RawArray, str] | None:
         array = self.arrays.get(name)
         if array is None or set(index) != set(array.dims[:-2]):
             return None
-        chunk = array.separator.join([*(str(index[d]) for d in array.dims[:-2]), "0", "0"])
+        return array, f"{name}/" + array.separator.join([*(str(index[d]) for d in array.dims[:-2]), "0", "0"])
+
+    def field(self, name: str, index: dict[str, int]) -> np.ndarray | None:
+        """The (lat, lon) field at ``index`` (an integer for every leading dimension) as float32, or None."""
+        found = self._chunk(name, index)
+        if found is None:
+            return None
+        array, chunk = found
         try:
-            values = np.fromfile(self.path / name / chunk, dtype=array.dtype)
+            values = np.fromfile(self.path / chunk, dtype=array.dtype)
         except FileNotFoundError:
             return None
         if values.size != array.field_shape[0] * array.field_shape[1]:
             return None
         return values.reshape(array.field_shape).astype(np.float32, copy=False)
+
+    def digest(self, name: str, index: dict[str, int]) -> str | None:
+        """The BLAKE3 of the field :meth:`field` returns, recorded when the entry was written; None
+        when none was, or the chunk file is no longer the one it was computed over."""
+        found = self._chunk(name, index)
+        if found is None:
+            return None
+        if self._digests is None:
+            try:
+                self._digests = json.loads((self.path / DIGESTS).read_text())
+            except (OSError, ValueError):
+                self._digests = {}
+        recorded = self._digests.get(found[1])
+        if not isinstance(recorded, list) or len(recorded) != 4:
+            return None
+        try:
+            stat = os.stat(self.path / found[1])
+        except OSError:
+            return None
+        return recorded[0] if [stat.st_size, stat.st_mtime_ns, stat.st_ino] == recorded[1:] else None
+
+
+def write_chunk_digests(path: Path) -> int:
+    """Record a digest of every raw little-endian float32 field chunk of the entry at ``path``.
+
+    Only those: a raw read returns their bytes unchanged, so the digest is that of the field as
+    scoring reads it. Returns the number of chunks recorded."""
+    digests: dict[str, list] = {}
+    for name, array in RawFields.of(path).arrays.items():
+        if array.dtype != np.dtype("<f4"):
+            continue
+        for chunk in sorted((path / name).iterdir()):
+            if chunk.name.startswith(".") or not chunk.is_file():
+                continue
+            stat = chunk.stat()
+            hasher = blake3(max_threads=blake3.AUTO)
+            hasher.update_mmap(chunk)
+            digests[f"{name}/{chunk.name}"] = [hasher.hexdigest(), stat.st_size, stat.st_mtime_ns, stat.st_ino]
+    tmp = path / f"{DIGESTS}.tmp-{uuid.uuid4().hex}"
+    tmp.write_text(json.dumps(digests, sort_keys=True))
+    os.replace(tmp, path / DIGESTS)  # readers see the whole file or none
+    return len(digests)
 
 
 class PartitionCache:
@@ -133,8 +205,26 @@ class PartitionCache:
             with dataset:
                 dataset = dataset.load()
         else:
+            if not (path / DIGESTS).is_file():  # written before entries recorded digests: once, now
+                self._add_digests(path)
             dataset.encoding[RAW_FIELDS] = RawFields.of(path)
         return CacheResult(dataset, False, path, info)
+
+    def _add_digests(self, path: Path) -> None:
+        """Record the chunk digests of an entry written without them, if its lock is free right now
+        (never waits: a caller may already hold it, and without digests fields are hashed as read)."""
+        with open(path.with_name(path.name + ".lock"), "a+") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return
+            try:
+                if not (path / DIGESTS).is_file():
+                    write_chunk_digests(path)
+            except OSError as exc:  # a read-only copy of a cache, say: its fields are hashed as read
+                log.warning("could not record the field digests of %s: %s", path, exc)
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     @contextmanager
     def _locked(self, path: Path):
@@ -230,6 +320,7 @@ class PartitionCache:
                 for name in dataset.data_vars
             }
             dataset.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True, encoding=encoding)
+            write_chunk_digests(tmp)
             marker = tmp / MARKER
             with open(marker, "w") as handle:
                 json.dump(info, handle, default=str)

@@ -121,19 +121,28 @@ def field_of(dataset: xr.Dataset, variable: str, level_hpa: int | None, **select
     return np.ascontiguousarray(da.values, dtype=np.float32)
 
 
+def cached_digest_of(dataset: xr.Dataset, variable: str, level_hpa: int | None, **selection: Any) -> str | None:
+    """The digest the cache recorded for the field :func:`field_of` returns from a lazily read
+    entry (the same selection), or None (not a cached entry, not a raw field, or its file changed)."""
+    raw = dataset.encoding.get(RAW_FIELDS)
+    if raw is None or variable not in VARIABLES:
+        return None
+    atmospheric = VARIABLES[variable].atmospheric
+    return raw.digest(variable, _raw_index(dataset, variable, level_hpa if atmospheric else None, selection))
+
+
 def _raw_index(dataset: xr.Dataset, variable: str, level_hpa: int | None, selection: dict[str, Any]) -> dict[str, int]:
     """Integer positions of a field for :class:`RawFields` (the same labels ``.sel`` would take).
 
     An absent label returns an incomplete index, so the xarray path runs and raises as it always did.
     """
     wanted = {**selection, **({} if level_hpa is None else {"pressure_level": level_hpa})}
+    raw = dataset.encoding[RAW_FIELDS]
     index = {}
     for dim, label in wanted.items():
-        if dim not in dataset.coords:
-            continue
-        positions = np.flatnonzero(dataset[dim].values == label)
-        if positions.size == 1:
-            index[dim] = int(positions[0])
+        position = raw.position(dim, label, lambda dim=dim: dataset[dim].values if dim in dataset.coords else None)
+        if position is not None:
+            index[dim] = position
     return index
 
 

@@ -34,7 +34,7 @@ import xarray as xr
 from weather_dagster.core.errors import SourceError, TruthNotAvailable
 from weather_dagster.orchestration.readiness import truth_due_time
 from weather_dagster.reference.cache import CacheResult, PartitionCache
-from weather_dagster.reference.canonical import REJECTED, field_of
+from weather_dagster.reference.canonical import REJECTED, cached_digest_of, field_of
 from weather_dagster.reference.cds import CdsEra5
 from weather_dagster.reference.climatology import ClimatologyStore, climatology_key, hours_in_use, load_slot
 from weather_dagster.reference.era5 import Era5Store
@@ -297,11 +297,16 @@ class GfsAnalysisSource:
     def grid(self) -> Grid:
         return self.data.grid
 
-    def field(self, variable: str, level_hpa: int | None, valid_time: datetime) -> np.ndarray:
-        ds = self.data._dataset(
+    def _ds(self, valid_time: datetime) -> xr.Dataset:
+        return self.data._dataset(
             GFS_ANALYSIS, time_key(valid_time), lambda load: self.data.load_gfs_analysis(valid_time, load)
         )
-        return field_of(ds, variable, level_hpa)
+
+    def field(self, variable: str, level_hpa: int | None, valid_time: datetime) -> np.ndarray:
+        return field_of(self._ds(valid_time), variable, level_hpa)
+
+    def cached_digest(self, variable: str, level_hpa: int | None, valid_time: datetime) -> str | None:
+        return cached_digest_of(self._ds(valid_time), variable, level_hpa)
 
 
 @dataclass
@@ -313,13 +318,19 @@ class GfsForecastSource:
     def grid(self) -> Grid:
         return self.data.grid
 
-    def field(self, variable: str, level_hpa: int | None, lead_hours: int) -> np.ndarray:
-        ds = self.data._dataset(
+    def _ds(self) -> xr.Dataset:
+        return self.data._dataset(
             GFS_FORECAST, time_key(self.init_time), lambda load: self.data.load_gfs_forecast(self.init_time, load)
         )
+
+    def field(self, variable: str, level_hpa: int | None, lead_hours: int) -> np.ndarray:
+        ds = self._ds()
         if lead_hours not in ds["lead_hours"].values:
             raise KeyError(f"GFS forecast lead {lead_hours} h is not cached (day1_lead_hours setting)")
         return field_of(ds, variable, level_hpa, lead_hours=lead_hours)
+
+    def cached_digest(self, variable: str, level_hpa: int | None, lead_hours: int) -> str | None:
+        return cached_digest_of(self._ds(), variable, level_hpa, lead_hours=lead_hours)
 
     def valid_time(self, lead_hours: int) -> datetime:
         return self.init_time + timedelta(hours=lead_hours)
@@ -333,9 +344,14 @@ class Era5Source:
     def grid(self) -> Grid:
         return self.data.grid
 
+    def _ds(self, valid_time: datetime) -> xr.Dataset:
+        return self.data._dataset(ERA5, time_key(valid_time), lambda load: self.data.load_era5(valid_time, load))
+
     def field(self, variable: str, level_hpa: int | None, valid_time: datetime) -> np.ndarray:
-        ds = self.data._dataset(ERA5, time_key(valid_time), lambda load: self.data.load_era5(valid_time, load))
-        return field_of(ds, variable, level_hpa)
+        return field_of(self._ds(valid_time), variable, level_hpa)
+
+    def cached_digest(self, variable: str, level_hpa: int | None, valid_time: datetime) -> str | None:
+        return cached_digest_of(self._ds(valid_time), variable, level_hpa)
 
     def source_of(self, valid_time: datetime) -> str | None:
         """The ERA5 source this valid time's truth came from (recorded with each scored lead)."""
@@ -350,7 +366,12 @@ class ClimatologyFieldSource:
     def grid(self) -> Grid:
         return self.data.grid
 
-    def field(self, variable: str, level_hpa: int | None, day_of_year: int, hour: int) -> np.ndarray:
+    def _ds(self, day_of_year: int, hour: int) -> xr.Dataset:
         key = climatology_key(day_of_year, hour)
-        ds = self.data._dataset(CLIMATOLOGY, key, lambda load: self.data.load_climatology(day_of_year, hour, load))
-        return field_of(ds, variable, level_hpa)
+        return self.data._dataset(CLIMATOLOGY, key, lambda load: self.data.load_climatology(day_of_year, hour, load))
+
+    def field(self, variable: str, level_hpa: int | None, day_of_year: int, hour: int) -> np.ndarray:
+        return field_of(self._ds(day_of_year, hour), variable, level_hpa)
+
+    def cached_digest(self, variable: str, level_hpa: int | None, day_of_year: int, hour: int) -> str | None:
+        return cached_digest_of(self._ds(day_of_year, hour), variable, level_hpa)

@@ -24,9 +24,15 @@ class _GfsForecastByValidTime:
     def grid(self):
         return self._source.grid
 
+    def _lead(self, valid_time: datetime) -> int:
+        return round((valid_time - self._init).total_seconds() / 3600.0)
+
     def field(self, variable: str, level_hpa: int | None, valid_time: datetime) -> np.ndarray:
-        lead = round((valid_time - self._init).total_seconds() / 3600.0)
-        return self._source.field(variable, level_hpa, lead)
+        return self._source.field(variable, level_hpa, self._lead(valid_time))
+
+    def cached_digest(self, variable: str, level_hpa: int | None, valid_time: datetime) -> str | None:
+        """The digest the partition cache recorded for this field (receipts), or None."""
+        return self._source.cached_digest(variable, level_hpa, self._lead(valid_time))
 
 
 class LiveScoringInputs:

@@ -3,14 +3,15 @@
 A receipt is canonical JSON (sorted keys, no whitespace, ASCII, floats as Python's shortest
 round-trip ``repr``, non-finite floats as ``null`` like the score tables) holding the round, the
 miner, the lead, the frozen manifest hash (it covers every byte of the miner's store), a digest of
-every truth, climatology and GFS field scoring read (after decoding: BLAKE3 over a header naming
-the source, variable, level, time, dtype and shape, then the C-contiguous bytes), the scoring
+every truth, climatology and GFS field scoring read (after decoding: BLAKE3 over the C-contiguous
+bytes, named beside it by source, variable, level, time, dtype and shape), the scoring
 profile with the full scoring settings and their hash, the package version, the component metrics
 and the score. The validator signs the canonical bytes with its sr25519 hotkey; the receipt, its
 sha256 and the signature are stored in ``weather_score_receipts`` and ``replay`` recomputes it.
 
-Field digests are collected by wrapping the sources handed to the scorers (:class:`FieldDigests`),
-so the scorers stay unaware of receipts and a field read once for many miners is hashed once.
+Field digests are collected by wrapping the sources handed to the scorers (``scoring.digests``),
+so the scorers stay unaware of receipts; a cached field comes with the digest its cache entry
+recorded, and any other field read once for many miners is hashed once.
 """
 
 from __future__ import annotations
@@ -19,16 +20,12 @@ import hashlib
 import json
 import logging
 import math
-from collections import deque
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
-from blake3 import blake3
 from substrateinterface import Keypair
 
 import weather_dagster
@@ -36,126 +33,41 @@ from weather_dagster.db.schema import miner_responses, score_receipts
 from weather_dagster.db.upsert import insert_for
 from weather_dagster.miners.keys import keypair_from_seed, keypair_from_wallet_file, verify_signature
 from weather_dagster.scoring.day1 import Day1Result
+from weather_dagster.scoring.digests import DIGEST as DIGEST  # re-exported: replay and tests name it here
+from weather_dagster.scoring.digests import RECEIPT_VERSION, FieldDigests, canonical_json, plain
 from weather_dagster.scoring.era5 import LeadResult
 from weather_dagster.scoring.store import ResponseKey, clean
 from weather_dagster.settings import ScoringSettings, Settings
 
-RECEIPT_VERSION = 1
-DIGEST = "blake3"  # the key of each input's field digest
 DAY1, ERA5 = "day1", "era5"
 DAY1_LEAD = 0  # Day1 receipts sit at lead 0, like the Day1 aggregate score row
 log = logging.getLogger(__name__)
-
-
-# -- canonical form and digests -----------------------------------------------------------------------
-
-
-def canonical_json(value: Any) -> bytes:
-    """The one byte form that is hashed and signed (json floats are ``repr``: shortest round-trip)."""
-    return json.dumps(clean(value), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def field_digest(entry: Mapping[str, Any], values: np.ndarray) -> str:
-    """BLAKE3 of the canonical header (source, variable, level, time, dtype, shape), NUL, the bytes.
-
-    BLAKE3, not sha256: as secure, a quarter of the cost on 4 MB fields (``bench_receipts``)."""
-    digest = blake3(canonical_json(dict(entry)) + b"\0")
-    digest.update(memoryview(np.ascontiguousarray(values)).cast("B"))
-    return digest.hexdigest()
-
-
-class FieldDigests:
-    """Every reference field scoring read, in read order, with its digest (a repeat is kept once).
-
-    Hashing runs on one background thread (``hashlib`` releases the GIL), overlapping the scoring
-    of the field just read; at most ``max_pending`` fields wait, so memory stays a few fields.
-    Scoring never writes into the reference arrays it reads, so the bytes hashed are those used.
-    """
-
-    def __init__(self, max_pending: int = 4) -> None:
-        self._entries: list[dict[str, Any]] = []
-        self._seen: set[str] = set()
-        self._pending: deque[tuple[dict[str, Any], Future]] = deque()
-        self._max_pending = max_pending
-        self._pool: ThreadPoolExecutor | None = None
-
-    @property
-    def entries(self) -> list[dict[str, Any]]:
-        """Every digest, once all are computed (the background thread is released)."""
-        while self._pending:
-            self._settle_oldest()
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
-        return self._entries
-
-    def _settle_oldest(self) -> None:
-        entry, future = self._pending.popleft()
-        entry[DIGEST] = future.result()
-
-    def wrap(self, source: Any, name: str) -> _Recorded:
-        """``source`` with its reads recorded under ``name`` (era5, gfs_analysis, gfs_forecast, climatology)."""
-        return _Recorded(source, name, self)
-
-    def record(self, source: str, variable: str, level: int | None, at: tuple, values: np.ndarray) -> None:
-        entry = {
-            "source": source,
-            "variable": variable,
-            "level": level,
-            "at": [_plain(a) for a in at],
-            "dtype": values.dtype.str,
-            "shape": list(values.shape),
-        }
-        key = canonical_json(entry).decode()
-        if key in self._seen:
-            return
-        self._seen.add(key)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="receipt-digest")
-        while len(self._pending) >= self._max_pending:
-            self._settle_oldest()
-        self._pending.append((entry, self._pool.submit(field_digest, dict(entry), values)))
-        self._entries.append(entry)
-
-
-class _Recorded:
-    """A field source that records a digest of each field it returns (everything else passes through)."""
-
-    def __init__(self, inner: Any, name: str, digests: FieldDigests) -> None:
-        self._inner, self._name, self._digests = inner, name, digests
-
-    @property
-    def grid(self):
-        return self._inner.grid
-
-    def field(self, variable: str, level_hpa: int | None, *at: Any) -> np.ndarray:
-        values = self._inner.field(variable, level_hpa, *at)
-        self._digests.record(self._name, variable, level_hpa, at, values)
-        return values
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
 # -- what a score consists of ------------------------------------------------------------------------
 
 
+_SETTINGS_BODIES: dict[int, tuple[ScoringSettings, dict[str, Any], str]] = {}
+
+
 def settings_body(scoring: ScoringSettings) -> tuple[dict[str, Any], str]:
-    """The scoring settings as recorded (JSON) and the sha256 of their canonical form."""
+    """The scoring settings as recorded (JSON) and the sha256 of their canonical form.
+
+    Kept per settings object (they are frozen; the object is held, so its id cannot be reused):
+    every receipt of a process records the same settings."""
+    known = _SETTINGS_BODIES.get(id(scoring))
+    if known is not None and known[0] is scoring:
+        return known[1], known[2]
     body = json.loads(canonical_json(scoring.model_dump(mode="json")))
-    return body, sha256_hex(canonical_json(body))
+    digest = sha256_hex(canonical_json(body))
+    if len(_SETTINGS_BODIES) >= 64:
+        _SETTINGS_BODIES.clear()
+    _SETTINGS_BODIES[id(scoring)] = (scoring, body, digest)
+    return body, digest
 
 
 def _metrics(m) -> dict[str, Any]:
@@ -220,7 +132,7 @@ def build_receipt(
     return {
         "receipt_version": RECEIPT_VERSION,
         "kind": kind,
-        "round": {"run_id": key.run_id, "init_time": _plain(init_time)},
+        "round": {"run_id": key.run_id, "init_time": plain(init_time)},
         "miner": {"uid": key.miner_uid, "hotkey": key.miner_hotkey},
         "lead_hours": lead_hours,
         "manifest_sha256": manifest_sha256,
@@ -229,7 +141,7 @@ def build_receipt(
         "package": {"name": "weather-dagster", "version": weather_dagster.__version__},
         "components": components,
         "score": score,
-        "scored_at": _plain(scored_at),
+        "scored_at": plain(scored_at),
         "signer": {"ss58": signer_ss58, "kind": signer_kind},
     }
 

@@ -172,7 +172,8 @@ def recompute(body: dict, inputs: ScoringInputs) -> tuple[dict[str, Any], list[d
     scoring = ScoringSettings.model_validate(body["scoring"]["settings"])
     init = datetime.fromisoformat(body["round"]["init_time"].replace("Z", "+00:00"))
     run_id, uid, hotkey = body["round"]["run_id"], body["miner"]["uid"], body["miner"]["hotkey"]
-    digests = FieldDigests()
+    # Every field hashed as read (never a digest the cache recorded), the receipt's own way.
+    digests = FieldDigests(trust_cache=False, version=body.get("receipt_version", 1))
     forecast = _StoreGuard(inputs.forecast(run_id, uid, hotkey))
     if body["kind"] == DAY1:
         result = score_day1(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,8 @@ from blake3 import blake3
 from weather_dagster.core.states import MinerForecastStatus
 from weather_dagster.db.schema import miner_responses, miner_scores, score_receipts
 from weather_dagster.miners.keys import derived_seed, keypair_from_seed, verify_signature, write_wallet_file
+from weather_dagster.reference.cache import DIGESTS, PartitionCache
+from weather_dagster.reference.canonical import cached_digest_of, canonical_dataset, field_of
 from weather_dagster.reference.grid import Grid
 from weather_dagster.scoring.era5 import score_era5_lead
 from weather_dagster.scoring.receipts import (
@@ -62,9 +65,63 @@ def test_field_digests_are_recomputable_from_the_array_and_kept_once():
     assert [e["level"] for e in entries] == [500, 850] and source.grid is GRID
     header = {"source": "era5", "variable": "t", "level": 500, "at": ["2026-01-11T00:00:00Z"]}
     header |= {"dtype": "<f4", "shape": [3, 4]}
+    assert entries[0] == {**header, "blake3": blake3(values.tobytes()).hexdigest()}
+    assert entries[1]["blake3"] == entries[0]["blake3"] and digests.hashed == 2  # same bytes, named apart
+    # Version 1 receipts hashed the header first; replay recomputes them that way.
+    v1 = FieldDigests(trust_cache=False, version=1)
+    v1.wrap(Source(), "era5").field("t", 500, when)
     expected = blake3(json.dumps(header, sort_keys=True, separators=(",", ":")).encode() + b"\0")
     expected.update(values.tobytes())
-    assert entries[0]["blake3"] == expected.hexdigest() != entries[1]["blake3"]
+    assert v1.entries[0]["blake3"] == expected.hexdigest() != entries[0]["blake3"]
+
+
+def _cached_entry(tmp_path):
+    fields = {("2t", None): np.random.default_rng(1).random(GRID.shape, dtype=np.float32)}
+    fields |= {("t", level): fields[("2t", None)] + level for level in (500, 850)}
+    cache = PartitionCache(tmp_path)
+    cache.get_or_create("era5", "k", lambda: (canonical_dataset(fields, ("2t", "t"), (500, 850), GRID), {}))
+    return cache, fields
+
+
+class _CachedSource:
+    """A field source over one lazily read cache entry, shaped like ``reference.sources``."""
+
+    grid = GRID
+
+    def __init__(self, cache: PartitionCache) -> None:
+        self.dataset = cache.read("era5", "k", load=False).dataset
+
+    def field(self, variable, level, when):
+        return field_of(self.dataset, variable, level)
+
+    def cached_digest(self, variable, level, when):
+        return cached_digest_of(self.dataset, variable, level)
+
+
+def test_a_cached_field_comes_with_the_digest_its_cache_entry_recorded(tmp_path):
+    cache, fields = _cached_entry(tmp_path)
+    when = INIT + timedelta(hours=24)
+    trusted, hashed = FieldDigests(), FieldDigests(trust_cache=False)
+    for digests in (trusted, hashed):
+        source = digests.wrap(_CachedSource(cache), "era5")
+        for name, level in fields:
+            source.field(name, level, when)
+    # The recorded digests are those of the bytes read: receipts are the same, nothing was hashed.
+    assert trusted.entries == hashed.entries and (trusted.hashed, hashed.hashed) == (0, 3)
+    assert trusted.entries[1]["blake3"] == blake3(fields[("t", 500)].tobytes()).hexdigest()
+    # A chunk rewritten after the entry was written (even with equal bytes) loses its recorded
+    # digest: that field is hashed as read, the others still are not.
+    altered = fields[("t", 850)] + np.float32(1)
+    fresh = _CachedSource(cache)
+    index = list(fresh.dataset["pressure_level"].values).index(850)
+    (cache.path("era5", "k") / "t" / f"{index}.0.0").write_bytes(altered.tobytes())
+    digests = FieldDigests()
+    source = digests.wrap(fresh, "era5")
+    for name, level in fields:
+        source.field(name, level, when)
+    assert digests.hashed == 1
+    assert digests.entries[2]["blake3"] == blake3(altered.tobytes()).hexdigest()
+    assert digests.entries[:2] == hashed.entries[:2]
 
 
 def test_the_signer_comes_from_the_hotkey_file_then_the_dev_seed(tmp_path):
@@ -145,3 +202,18 @@ def test_without_a_validator_hotkey_scores_are_written_without_receipts(tmp_path
     run_id = _seed_round(database.engine, inputs)
     outcome = run_day1(database.engine, steps, settings, inputs, run_id, 1, now=INIT + timedelta(hours=13))
     assert outcome.status == "scored" and table_rows(database.engine, score_receipts) == []
+
+
+def test_an_entry_cached_without_digests_gets_them_on_its_first_lazy_read(tmp_path):
+    cache, fields = _cached_entry(tmp_path)
+    entry = cache.path("era5", "k")
+    (entry / DIGESTS).unlink()
+    lock = entry.with_name(entry.name + ".lock")
+    with open(lock, "a+") as held:  # someone holds the entry's lock: the read neither waits nor adds them
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        assert _CachedSource(cache).cached_digest("t", 500, INIT) is None
+        assert not (entry / DIGESTS).exists()
+        fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+    source = _CachedSource(cache)
+    assert source.cached_digest("t", 500, INIT) == blake3(fields[("t", 500)].tobytes()).hexdigest()
+    assert len(json.loads((entry / DIGESTS).read_text())) == 3

@@ -124,6 +124,11 @@ def test_receipts_of_a_scored_round_verify_and_replay_equal(scored, database, ca
     assert day1.body["score"] == day1.body["components"]["score"] > 0
     era5 = stored[2].body
     assert len([e for e in era5["inputs"] if e["source"] == "era5"]) == 4 + 5 * 13
+    # Every cached field's digest was recorded with its cache entry (replay, above, re-hashed them all).
+    entry = settings.data_dir / "reference" / "era5" / "2025-06-03T00.zarr"
+    recorded = {v[0] for v in json.loads((entry / "_digests.json").read_text()).values()}
+    assert era5["receipt_version"] == 2 and len(recorded) == 69
+    assert {e["blake3"] for e in era5["inputs"] if e["source"] == "era5"} <= recorded
     assert era5["inputs"][0]["at"] == ["2025-06-03T00:00:00Z"] and era5["score"] == era5["components"]["score"]
     print(pretty(day1))  # the pretty receipt (shown with -s)
     assert json.loads(capsys.readouterr().out)["signature"] == day1.signature
