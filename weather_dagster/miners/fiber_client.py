@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from substrateinterface import Keypair
 
 from weather_dagster.core.errors import InvalidDataError, SourceError
+from weather_dagster.core.tls import shared_tls_context
 from weather_dagster.miners import protocol
 from weather_dagster.miners.decoding import load_json
 from weather_dagster.miners.keys import make_nonce, signed_headers
@@ -60,7 +61,9 @@ class FiberClient:
         self.keypair = keypair
         self._own_http = http is None
         limits = httpx.Limits(max_connections=settings.miners.http_concurrency, max_keepalive_connections=64)
-        self.http = http or httpx.AsyncClient(limits=limits, trust_env=False, follow_redirects=False)
+        self.http = http or httpx.AsyncClient(
+            limits=limits, trust_env=False, follow_redirects=False, verify=shared_tls_context()
+        )
         self.in_flight = asyncio.Semaphore(settings.miners.http_concurrency)
         self._keys: dict[tuple[str, str], SymmetricKey] = {}
         self._key_locks: dict[tuple[str, str], asyncio.Lock] = {}

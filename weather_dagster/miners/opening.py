@@ -103,6 +103,7 @@ def _open_blocking(
         max_metadata_bytes=limits.max_metadata_bytes,
         max_chunk_bytes=limits.max_chunk_bytes,
         on_close=http.close,
+        read_ahead=limits.store_read_ahead_chunks,
     )
     try:
         return VerifiedForecast.open(

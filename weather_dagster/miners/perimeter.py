@@ -26,6 +26,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from weather_dagster.core.errors import SafetyViolation
+from weather_dagster.core.tls import shared_tls_context
 from weather_dagster.miners.decoding import decode_content
 from weather_dagster.miners.protocol import FORECASTS_PREFIX
 from weather_dagster.settings import Settings
@@ -204,7 +205,7 @@ class BlockingHttp:
 
     @staticmethod
     async def _make_client() -> httpx.AsyncClient:
-        return httpx.AsyncClient(trust_env=False, follow_redirects=False)
+        return httpx.AsyncClient(trust_env=False, follow_redirects=False, verify=shared_tls_context())
 
     def run(self, coroutine, timeout_s: float | None = None):
         """Run ``coroutine`` on the shared loop and wait for it (it carries its own deadline)."""

@@ -162,8 +162,8 @@ class VerifiedForecast:
             position = self._order.index((variable, level_hpa if variable in self.layout.atmospheric else None))
         except ValueError:
             return
-        if position + 1 < len(self._order):
-            self.store.prefetch(self.chunk_key(*self._order[position + 1], lead_hours))
+        following = self._order[position + 1 : position + 1 + self.store.read_ahead_chunks]
+        self.store.prefetch([self.chunk_key(*field, lead_hours) for field in following])
 
     def field(self, variable: str, level_hpa: int | None, lead_hours: int) -> np.ndarray:
         if lead_hours not in self._lead_index:

@@ -45,6 +45,7 @@ class VerifiedStore(Store):
         max_metadata_bytes: int,
         max_chunk_bytes: int,
         on_close: Callable[[], None] | None = None,
+        read_ahead: int = 2,
     ) -> None:
         super().__init__(read_only=True)
         self._on_close = on_close
@@ -60,9 +61,11 @@ class VerifiedStore(Store):
         # which is what keeps a whole round within settings.miners.http_concurrency.
         self._lock = threading.Lock()
         self.reads = 0
-        # Read-ahead of the next chunk scoring will ask for (at most one, verified like any read):
-        # the miner's transfer and the hash overlap the truth reads and the metrics of this field.
-        self._prefetched: dict[str, Future[bytes]] = {}
+        # Read-ahead of the next ``read_ahead`` chunks scoring will ask for, verified and decoded like
+        # any read, one worker each: the requests still go one at a time (the lock above), so one
+        # chunk's transfer overlaps another's hash and decode, and both overlap this field's metrics.
+        self._read_ahead = read_ahead
+        self._prefetched: dict[str, Future[tuple[bytes, bytes | None]]] = {}
         self._prefetcher: ThreadPoolExecutor | None = None
         self._prefetch_lock = threading.Lock()
 
@@ -84,28 +87,43 @@ class VerifiedStore(Store):
             self._on_close()
             self._on_close = None
 
-    def prefetch(self, key: str) -> None:
-        """Start reading ``key`` in the background; a later ``read_verified(key)`` takes the result.
+    def prefetch(self, keys: Iterable[str]) -> None:
+        """Make ``keys`` (the next chunks scoring will read, at most ``read_ahead``) the read-ahead window.
 
-        Only a listed, not yet prefetched chunk is fetched, one at a time (the store lock still
-        serializes requests), and its bytes are hash-checked before anyone can use them.
+        Each listed, not yet pending chunk is fetched, hash-checked and decoded in the background; a
+        later ``read_decoded`` (or ``read_verified``) takes the result. A pending chunk no longer in
+        the window is dropped (cancelled if not started), so at most the window's chunks are held.
         """
+        wanted = [k for k in keys if k in self._files and not is_metadata_key(k)][: self._read_ahead]
         with self._prefetch_lock:
-            if key in self._prefetched or key not in self._files or is_metadata_key(key):
-                return
-            if self._prefetcher is None:
-                self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forecast-prefetch")
-            for stale in [k for k, f in self._prefetched.items() if f.done()]:
-                self._prefetched.pop(stale)  # never asked for: drop it rather than hold its bytes
-            self._prefetched[key] = self._prefetcher.submit(self._read_verified, key)
+            for stale in [k for k in self._prefetched if k not in wanted]:
+                self._prefetched.pop(stale).cancel()
+            for key in wanted:
+                if key in self._prefetched:
+                    continue
+                if self._prefetcher is None:
+                    self._prefetcher = ThreadPoolExecutor(
+                        max_workers=max(1, self._read_ahead), thread_name_prefix="forecast-prefetch"
+                    )
+                self._prefetched[key] = self._prefetcher.submit(self._read_ahead_one, key)
+
+    @property
+    def read_ahead_chunks(self) -> int:
+        return self._read_ahead
+
+    def _read_ahead_one(self, key: str) -> tuple[bytes, bytes | None]:
+        data = self._read_verified(key)
+        return data, self._decode(key, data) if self._specs is not None else None
+
+    def _take_prefetched(self, key: str) -> tuple[bytes, bytes | None] | None:
+        with self._prefetch_lock:
+            pending = self._prefetched.pop(key, None)
+        return None if pending is None else pending.result()  # raises what the read raised
 
     def read_verified(self, key: str) -> bytes:
         """The bytes of ``key`` after the manifest check (blocking)."""
-        with self._prefetch_lock:
-            pending = self._prefetched.pop(key, None)
-        if pending is not None:
-            return pending.result()  # raises what the verified read raised (e.g. ManifestError)
-        return self._read_verified(key)
+        taken = self._take_prefetched(key)
+        return taken[0] if taken is not None else self._read_verified(key)
 
     def _read_verified(self, key: str) -> bytes:
         check_store_key(key)
@@ -136,9 +154,14 @@ class VerifiedStore(Store):
 
     def read_decoded(self, key: str) -> bytes:
         """A verified chunk of a needed array, decoded under the bounds of its declared chunk shape."""
-        data = self.read_verified(key)
+        taken = self._take_prefetched(key)
+        data, decoded = taken if taken is not None else (self._read_verified(key), None)
         if self._specs is None:
             return data
+        return decoded if decoded is not None else self._decode(key, data)
+
+    def _decode(self, key: str, data: bytes) -> bytes:
+        assert self._specs is not None
         return decode_chunk(key, data, self._specs[key.split("/", 1)[0]], max_chunk_bytes=self._max_chunk)
 
     async def get(self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None) -> Buffer | None:

@@ -22,6 +22,7 @@ import httpx
 
 from weather_dagster.core.errors import SourceError, TransientSourceError
 from weather_dagster.core.retry import exponential_pauses, with_retries
+from weather_dagster.core.tls import shared_tls_context
 
 
 @dataclass(frozen=True)
@@ -163,4 +164,4 @@ def make_client(timeouts: Timeouts) -> httpx.Client:
     timeout = httpx.Timeout(
         connect=timeouts.connect_s, read=timeouts.idle_read_s, write=timeouts.idle_read_s, pool=timeouts.connect_s
     )
-    return httpx.Client(timeout=timeout, follow_redirects=False)
+    return httpx.Client(timeout=timeout, follow_redirects=False, verify=shared_tls_context())

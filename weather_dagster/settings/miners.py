@@ -25,6 +25,9 @@ class MinerSettings(SettingsSection):
     max_store_keys: int = Field(20_000, ge=1)
     max_chunk_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     http_concurrency: int = Field(32, ge=1, le=1024)
+    # Chunks of a miner's store read ahead of scoring (verified and decoded in the background; still
+    # one request at a time per store). Memory: this many decoded fields per open forecast.
+    store_read_ahead_chunks: int = Field(2, ge=1, le=8)
     # Forecast layout every miner must deliver (SPEC section 6): steps x step hours, no T+0.
     forecast_steps: int = Field(40, ge=1, le=400)
     forecast_step_hours: int = Field(6, ge=1, le=24)

@@ -16,7 +16,7 @@ import xarray as xr
 from weather_dagster.reference.grid import CoordinateGrid, Grid
 from weather_dagster.scoring.era5 import FAILED, SCORED, score_era5_lead_many
 from weather_dagster.scoring.era5_reference import reference_lead_score, salvage_edges
-from weather_dagster.scoring.regrid import to_truth_grid
+from weather_dagster.scoring.regrid import _has_non_finite, to_truth_grid
 from weather_dagster.scoring.round_score import RoundEntry, round_vector
 from weather_dagster.settings import ScoringSettings
 from weather_dagster.settings.profile import CORRECTED, REFERENCE
@@ -97,6 +97,20 @@ def test_interp_like_spreads_a_nan_so_a_few_cells_fail_coverage_only_under_refer
     cor = score({1: Forecast(edit=holes)}, COR)[1]
     assert ref.status == FAILED and "finite coverage" in ref.reason and "2t" in ref.reason
     assert cor.status == SCORED
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_non_finite_test_that_gates_nan_spreading_finds_every_kind_anywhere(dtype):
+    """The vectorised row test (``x * 0`` summed) says what ``np.isfinite`` says, huge values included."""
+    field = np.random.default_rng(4).normal(size=(37, 72)).astype(dtype)
+    field[5, 5] = np.finfo(dtype).max
+    field[6, 6] = np.finfo(dtype).tiny / 2  # subnormal
+    assert not _has_non_finite(field) and not _has_non_finite(field[::-1, ::-2])
+    for bad in (np.nan, np.inf, -np.inf):
+        for cell in ((0, 0), (36, 71), (20, 33)):
+            broken = field.copy()
+            broken[cell] = bad
+            assert _has_non_finite(broken) and _has_non_finite(broken[::-1, ::-1])
 
 
 def test_regrid_matches_xarray_interp_like_for_every_layout():
