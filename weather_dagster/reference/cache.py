@@ -41,6 +41,8 @@ from blake3 import blake3
 MARKER = "_complete.json"
 log = logging.getLogger(__name__)
 DIGESTS = "_digests.json"  # chunk path -> [blake3 hex, size, mtime_ns, inode], written with the entry
+# The chunks digests are recorded for: a raw read returns exactly their bytes (no byte swap, no cast).
+DIGESTED_DTYPE = np.dtype("<f4")
 RAW_FIELDS = "weather_raw_fields"  # ``Dataset.encoding`` key of a lazily read entry's RawFields
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -165,7 +167,7 @@ def write_chunk_digests(path: Path) -> int:
     scoring reads it. Returns the number of chunks recorded."""
     digests: dict[str, list] = {}
     for name, array in RawFields.of(path).arrays.items():
-        if array.dtype != np.dtype("<f4"):
+        if array.dtype != DIGESTED_DTYPE:
             continue
         for chunk in sorted((path / name).iterdir()):
             if chunk.name.startswith(".") or not chunk.is_file():
@@ -178,6 +180,21 @@ def write_chunk_digests(path: Path) -> int:
     tmp.write_text(json.dumps(digests, sort_keys=True))
     os.replace(tmp, path / DIGESTS)  # readers see the whole file or none
     return len(digests)
+
+
+@contextmanager
+def _lock_if_free(path: Path) -> Iterator[bool]:
+    """Take the entry's lock if no one holds it (yields True, released on exit); never waits."""
+    with open(path.with_name(path.name + ".lock"), "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 class PartitionCache:
@@ -213,18 +230,15 @@ class PartitionCache:
     def _add_digests(self, path: Path) -> None:
         """Record the chunk digests of an entry written without them, if its lock is free right now
         (never waits: a caller may already hold it, and without digests fields are hashed as read)."""
-        with open(path.with_name(path.name + ".lock"), "a+") as handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+        if not os.access(path, os.W_OK):  # a read-only copy of a cache: its fields are hashed as read
+            return
+        with _lock_if_free(path) as held:
+            if not held or (path / DIGESTS).is_file():
                 return
             try:
-                if not (path / DIGESTS).is_file():
-                    write_chunk_digests(path)
-            except OSError as exc:  # a read-only copy of a cache, say: its fields are hashed as read
+                write_chunk_digests(path)
+            except OSError as exc:
                 log.warning("could not record the field digests of %s: %s", path, exc)
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     @contextmanager
     def _locked(self, path: Path):
@@ -262,12 +276,8 @@ class PartitionCache:
                     continue
                 path = self.path(kind, key)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                handle = stack.enter_context(open(path.with_name(path.name + ".lock"), "a+"))
-                try:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
+                if not stack.enter_context(_lock_if_free(path)):
                     continue
-                stack.callback(fcntl.flock, handle.fileno(), fcntl.LOCK_UN)
                 if self.is_valid(kind, key):  # finished between the check and the lock
                     continue
                 claimed.add(key)

@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from weather_dagster.core.errors import SourceError
-from weather_dagster.reference.cache import RAW_FIELDS
+from weather_dagster.reference.cache import RAW_FIELDS, RawFields
 from weather_dagster.reference.grid import Grid
 from weather_dagster.reference.variables import VARIABLES, plausible_range
 
@@ -106,9 +106,9 @@ def field_of(dataset: xr.Dataset, variable: str, level_hpa: int | None, **select
     atmospheric = VARIABLES[variable].atmospheric
     if atmospheric and level_hpa is None:
         raise ValueError(f"{variable} needs a pressure level")
-    raw = dataset.encoding.get(RAW_FIELDS)
+    raw = _raw_lookup(dataset, variable, level_hpa, selection)
     if raw is not None:
-        values = raw.field(variable, _raw_index(dataset, variable, level_hpa if atmospheric else None, selection))
+        values = raw[0].field(variable, raw[1])
         if values is not None:
             return values
     da = dataset[variable]
@@ -124,26 +124,29 @@ def field_of(dataset: xr.Dataset, variable: str, level_hpa: int | None, **select
 def cached_digest_of(dataset: xr.Dataset, variable: str, level_hpa: int | None, **selection: Any) -> str | None:
     """The digest the cache recorded for the field :func:`field_of` returns from a lazily read
     entry (the same selection), or None (not a cached entry, not a raw field, or its file changed)."""
-    raw = dataset.encoding.get(RAW_FIELDS)
-    if raw is None or variable not in VARIABLES:
-        return None
-    atmospheric = VARIABLES[variable].atmospheric
-    return raw.digest(variable, _raw_index(dataset, variable, level_hpa if atmospheric else None, selection))
+    raw = _raw_lookup(dataset, variable, level_hpa, selection) if variable in VARIABLES else None
+    return None if raw is None else raw[0].digest(variable, raw[1])
 
 
-def _raw_index(dataset: xr.Dataset, variable: str, level_hpa: int | None, selection: dict[str, Any]) -> dict[str, int]:
-    """Integer positions of a field for :class:`RawFields` (the same labels ``.sel`` would take).
+def _raw_lookup(
+    dataset: xr.Dataset, variable: str, level_hpa: int | None, selection: dict[str, Any]
+) -> tuple[RawFields, dict[str, int]] | None:
+    """A lazily read entry's :class:`RawFields` and the integer positions of a field in it (the same
+    labels ``.sel`` would take), or None when the dataset is not such an entry.
 
     An absent label returns an incomplete index, so the xarray path runs and raises as it always did.
     """
-    wanted = {**selection, **({} if level_hpa is None else {"pressure_level": level_hpa})}
-    raw = dataset.encoding[RAW_FIELDS]
+    raw = dataset.encoding.get(RAW_FIELDS)
+    if raw is None:
+        return None
+    level = level_hpa if VARIABLES[variable].atmospheric else None
+    wanted = {**selection, **({} if level is None else {"pressure_level": level})}
     index = {}
     for dim, label in wanted.items():
         position = raw.position(dim, label, lambda dim=dim: dataset[dim].values if dim in dataset.coords else None)
         if position is not None:
             index[dim] = position
-    return index
+    return raw, index
 
 
 def summarize(dataset: xr.Dataset) -> dict[str, dict[str, float]]:

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 from blake3 import blake3
 
+from weather_dagster.reference.cache import DIGESTED_DTYPE
 from weather_dagster.scoring.store import clean
 
 RECEIPT_VERSION = 2
 DIGEST = "blake3"  # the key of each input's field digest
-LITTLE_F4 = np.dtype("<f4")  # the dtype cached digests are recorded for (what the raw reads return)
 
 
 def _dumps(value: Any) -> bytes:
@@ -128,7 +128,7 @@ class FieldDigests:
             "shape": list(values.shape),
         }
         self._entries.append(entry)
-        known = cached() if cached is not None and self.trust_cache and values.dtype == LITTLE_F4 else None
+        known = cached() if cached is not None and self.trust_cache and values.dtype == DIGESTED_DTYPE else None
         if known is not None:
             entry[DIGEST] = known
             return

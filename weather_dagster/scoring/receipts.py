@@ -16,6 +16,7 @@ recorded, and any other field read once for many miners is hashed once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -51,23 +52,16 @@ def sha256_hex(data: bytes) -> str:
 # -- what a score consists of ------------------------------------------------------------------------
 
 
-_SETTINGS_BODIES: dict[int, tuple[ScoringSettings, dict[str, Any], str]] = {}
-
-
 def settings_body(scoring: ScoringSettings) -> tuple[dict[str, Any], str]:
-    """The scoring settings as recorded (JSON) and the sha256 of their canonical form.
+    """The scoring settings as recorded (JSON) and the sha256 of their canonical form."""
+    return _settings_body(scoring.model_dump_json())
 
-    Kept per settings object (they are frozen; the object is held, so its id cannot be reused):
-    every receipt of a process records the same settings."""
-    known = _SETTINGS_BODIES.get(id(scoring))
-    if known is not None and known[0] is scoring:
-        return known[1], known[2]
-    body = json.loads(canonical_json(scoring.model_dump(mode="json")))
-    digest = sha256_hex(canonical_json(body))
-    if len(_SETTINGS_BODIES) >= 64:
-        _SETTINGS_BODIES.clear()
-    _SETTINGS_BODIES[id(scoring)] = (scoring, body, digest)
-    return body, digest
+
+@functools.lru_cache(maxsize=16)
+def _settings_body(dumped: str) -> tuple[dict[str, Any], str]:
+    """Kept per distinct settings: every receipt of a process records the same ones."""
+    body = json.loads(canonical_json(json.loads(dumped)))
+    return body, sha256_hex(canonical_json(body))
 
 
 def _metrics(m) -> dict[str, Any]:
