@@ -22,8 +22,9 @@ from weather_dagster.miners.answers import check_kerchunk_ready
 from weather_dagster.miners.fiber_client import FiberClient, MinerAddress
 from weather_dagster.miners.keys import validator_keypair
 from weather_dagster.miners.manifest import check_same_hash
-from weather_dagster.miners.perimeter import BlockingHttp, bounded_get_sync, check_store_url
+from weather_dagster.miners.perimeter import check_store_url
 from weather_dagster.miners.reader import ForecastLayout, VerifiedForecast, VerifiedStore
+from weather_dagster.miners.store_http import StoreHttp
 from weather_dagster.reference.grid import Grid
 from weather_dagster.reference.variables import VARIABLES
 from weather_dagster.settings import Settings
@@ -81,13 +82,12 @@ async def open_frozen_async(
 def _open_blocking(
     settings: Settings, frozen: FrozenForecast, root: str, token: str, expected_grid: Grid | None
 ) -> VerifiedForecast:
-    http = BlockingHttp()
+    http = StoreHttp(root)
     limits = settings.miners
 
     def fetch(key: str, max_bytes: int) -> bytes:
         return with_reconnects(
-            lambda: bounded_get_sync(
-                http,
+            lambda: http.get(
                 root + key,
                 max_bytes=max_bytes,
                 deadline_s=limits.read_deadline_s,

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import posixpath
-import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
@@ -26,7 +24,6 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from weather_dagster.core.errors import SafetyViolation
-from weather_dagster.core.tls import shared_tls_context
 from weather_dagster.miners.decoding import decode_content
 from weather_dagster.miners.protocol import FORECASTS_PREFIX
 from weather_dagster.settings import Settings
@@ -91,6 +88,18 @@ class BoundedResponse:
     content_type: str = ""
 
 
+def check_response_head(status_code: int, content_length: str | None, max_bytes: int) -> int | None:
+    """Refuse a redirect or a declared body over the cap before any body byte is read; the length."""
+    if 300 <= status_code < 400:
+        raise SafetyViolation(f"redirect ({status_code}) refused: miners must serve directly")
+    if content_length is None or not content_length.strip().isdigit():
+        return None
+    declared = int(content_length)
+    if declared > max_bytes:
+        raise SafetyViolation(f"response of {declared} bytes exceeds the cap of {max_bytes}")
+    return declared
+
+
 async def bounded_request(
     client: httpx.AsyncClient,
     method: str,
@@ -120,11 +129,7 @@ async def bounded_request(
         async with asyncio.timeout(timeout_s):
             response = await client.send(request, stream=True, follow_redirects=False)
             try:
-                if 300 <= response.status_code < 400:
-                    raise SafetyViolation(f"redirect ({response.status_code}) refused: miners must serve directly")
-                declared = response.headers.get("content-length")
-                if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-                    raise SafetyViolation(f"response of {declared} bytes exceeds the cap of {max_bytes}")
+                check_response_head(response.status_code, response.headers.get("content-length"), max_bytes)
                 size = 0
                 async with asyncio.timeout(deadline_s) as body_timer:
                     async for chunk in response.aiter_raw():
@@ -175,55 +180,3 @@ def raise_for_status(response: BoundedResponse, what: str) -> None:
             response=httpx.Response(response.status_code, request=request),
             body_excerpt=excerpt,
         )
-
-
-class BlockingHttp:
-    """An async HTTP client for blocking callers (the verified store reads from worker threads).
-
-    Requests run on one shared event-loop thread, so a store read gets exactly the deadline and
-    bounded decoding of :func:`bounded_request` (a blocking httpx client has no whole-request
-    deadline). Each instance has its own connection pool; ``close()`` ends reads still in flight.
-    """
-
-    _loop: asyncio.AbstractEventLoop | None = None
-    _loop_pid = 0
-    _loop_lock = threading.Lock()
-
-    def __init__(self) -> None:
-        self.loop = self._shared_loop()
-        self.client = self.run(self._make_client())
-        self._closed = False
-
-    @classmethod
-    def _shared_loop(cls) -> asyncio.AbstractEventLoop:
-        with cls._loop_lock:
-            if cls._loop is None or cls._loop_pid != os.getpid():  # a forked child needs its own thread
-                loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="miner-store-http", daemon=True).start()
-                cls._loop, cls._loop_pid = loop, os.getpid()
-            return cls._loop
-
-    @staticmethod
-    async def _make_client() -> httpx.AsyncClient:
-        return httpx.AsyncClient(trust_env=False, follow_redirects=False, verify=shared_tls_context())
-
-    def run(self, coroutine, timeout_s: float | None = None):
-        """Run ``coroutine`` on the shared loop and wait for it (it carries its own deadline)."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout_s)
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self.run(self.client.aclose(), 30.0)
-
-
-def bounded_get_sync(
-    client: BlockingHttp, url: str, *, max_bytes: int, deadline_s: float, timeout_s: float, headers: dict[str, str]
-) -> bytes:
-    """The blocking form of :func:`bounded_request` for the verified store (called off the event loop)."""
-    request = bounded_request(
-        client.client, "GET", url, max_bytes=max_bytes, deadline_s=deadline_s, timeout_s=timeout_s, headers=headers
-    )
-    response = client.run(request, timeout_s + 30.0)
-    raise_for_status(response, "store file")
-    return response.body

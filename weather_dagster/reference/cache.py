@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import mmap
 import os
 import re
 import shutil
@@ -131,11 +132,12 @@ class RawFields:
         if found is None:
             return None
         array, chunk = found
+        size = array.field_shape[0] * array.field_shape[1] * array.dtype.itemsize
         try:
-            values = np.fromfile(self.path / chunk, dtype=array.dtype)
+            values = _mapped(self.path / chunk, size, array.dtype)
         except FileNotFoundError:
             return None
-        if values.size != array.field_shape[0] * array.field_shape[1]:
+        if values is None:
             return None
         return values.reshape(array.field_shape).astype(np.float32, copy=False)
 
@@ -158,6 +160,25 @@ class RawFields:
         except OSError:
             return None
         return recorded[0] if [stat.st_size, stat.st_mtime_ns, stat.st_ino] == recorded[1:] else None
+
+
+def _mapped(path: Path, size: int, dtype: np.dtype) -> np.ndarray | None:
+    """The chunk file as a read-only array over its pages in the OS cache, or None if not ``size`` bytes.
+
+    Mapped, not copied: a field is read by the kernel that scores it, straight from the page cache,
+    and the mapping ends with the array. Safe because a cache entry's files are never rewritten in
+    place (entries are written whole and renamed; a removed file stays mapped until released).
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if os.fstat(fd).st_size != size:
+            return None
+        if size == 0:
+            return np.empty(0, dtype=dtype)
+        mapped = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+    finally:
+        os.close(fd)
+    return np.frombuffer(mapped, dtype=dtype)
 
 
 def write_chunk_digests(path: Path) -> int:

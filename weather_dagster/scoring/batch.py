@@ -29,6 +29,7 @@ from weather_dagster.db.steps import StepLog
 from weather_dagster.db.types import utcnow
 from weather_dagster.reference.interfaces import ForecastSource
 from weather_dagster.scoring.era5 import SCORED, score_era5_lead_many
+from weather_dagster.scoring.fanout import scoring_threads
 from weather_dagster.scoring.inputs import ScoringInputs
 from weather_dagster.scoring.service import (
     Outcome,
@@ -142,7 +143,8 @@ def _score_lead(engine, steps, settings, inputs, run_id, miners: dict[int, _Mine
     started = time.perf_counter()
     try:
         truth, climatology, digests = era5_truth_sources(inputs, init)  # one digest per field for the batch
-        results = score_era5_lead_many(sources, truth, climatology, init, lead, settings.scoring)
+        threads = scoring_threads(settings)
+        results = score_era5_lead_many(sources, truth, climatology, init, lead, settings.scoring, threads=threads)
     except Exception as exc:  # the truth (or climatology) failed: the same for every miner that needed it
         for uid in sources:
             _fail_step(steps, engine, miners[uid], lead, *opened[uid], exc, now)

@@ -29,6 +29,7 @@ from weather_dagster.reference.variables import VARIABLES
 from weather_dagster.scoring import era5_reference as ref
 from weather_dagster.scoring.checks import LeadFailed, _scan, check_and_fill
 from weather_dagster.scoring.day1 import climatology_slot
+from weather_dagster.scoring.fanout import MinerFanout
 from weather_dagster.scoring.kernel import FieldMetrics, field_metrics, latitude_weights
 from weather_dagster.scoring.levels import combine_levels, thickness_weights
 from weather_dagster.scoring.regrid import to_grid, to_truth_grid
@@ -135,16 +136,20 @@ def score_era5_lead_many(
     settings: ScoringSettings,
     *,
     deployed: bool = True,
+    threads: int = 1,
 ) -> dict[Hashable, LeadResult]:
     """Score one lead for several miners, reading each truth and climatology field once.
 
     ``deployed`` only matters under the ``reference`` profile: the deployed validator opens miner
     stores lazily (dask), which decides whether pressure-level skill survives (see
     ``era5_reference``); ``False`` reproduces the reference run on in-memory arrays (golden tests).
+    ``threads`` > 1 scores the miners of each field side by side (``fanout``); the results are the
+    same, since every miner's work on a field is its own and fields stay in order.
     """
-    if settings.profile == "reference":
-        return _score_reference(forecasts, truth, climatology, init_time, lead_hours, settings, deployed)
-    return _score_corrected(forecasts, truth, climatology, init_time, lead_hours, settings)
+    with MinerFanout(threads, len(forecasts)) as fanout:
+        if settings.profile == "reference":
+            return _score_reference(forecasts, truth, climatology, init_time, lead_hours, settings, deployed, fanout)
+        return _score_corrected(forecasts, truth, climatology, init_time, lead_hours, settings, fanout)
 
 
 def _lead_setup(
@@ -169,36 +174,39 @@ def _score_corrected(
     init_time: datetime,
     lead_hours: int,
     settings: ScoringSettings,
+    fanout: MinerFanout,
 ) -> dict[Hashable, LeadResult]:
     valid, doy, hour, weights, level_weights, results = _lead_setup(forecasts, truth, init_time, lead_hours, settings)
     quirks = settings.quirks
     per_level: dict[Hashable, dict[str, list[LevelComponent]]] = {key: {} for key in forecasts}
     started = time.perf_counter()
+
+    def score_miner(key: Hashable, name: str, level: int | None, o: np.ndarray, c: np.ndarray) -> None:
+        result, source = results[key], forecasts[key]
+        label = name if level is None else f"{name}{level}"
+        t0 = time.perf_counter()
+        try:
+            raw = to_truth_grid(source.field(name, level, lead_hours), source.grid, truth.grid, quirks)
+            f, check = check_and_fill(raw, c, f"{label} at {lead_hours}h", settings)
+        except InvalidDataError as exc:
+            result.status, result.reason = REJECTED, str(exc)
+            return
+        except LeadFailed as exc:
+            result.status, result.reason = FAILED, str(exc)
+            return
+        metrics = field_metrics(f, o, weights, climatology=c, reference=c, acc_definition=settings.acc_definition)
+        weight = 1.0 if level is None else level_weights[level]
+        per_level[key].setdefault(name, []).append(
+            LevelComponent(
+                name, level, metrics, weight, check.coverage, check.filled_points, (time.perf_counter() - t0) * 1e3
+            )
+        )
+
     for name, level in era5_fields(settings):
         o = truth.field(name, level, valid)
         c = to_grid(climatology.field(name, level, doy, hour), climatology.grid, truth.grid)
-        label = name if level is None else f"{name}{level}"
-        for key, source in forecasts.items():
-            result = results[key]
-            if result.status != SCORED:
-                continue  # this miner's lead is already decided; stop reading its store
-            t0 = time.perf_counter()
-            try:
-                raw = to_truth_grid(source.field(name, level, lead_hours), source.grid, truth.grid, quirks)
-                f, check = check_and_fill(raw, c, f"{label} at {lead_hours}h", settings)
-            except InvalidDataError as exc:
-                result.status, result.reason = REJECTED, str(exc)
-                continue
-            except LeadFailed as exc:
-                result.status, result.reason = FAILED, str(exc)
-                continue
-            metrics = field_metrics(f, o, weights, climatology=c, reference=c, acc_definition=settings.acc_definition)
-            weight = 1.0 if level is None else level_weights[level]
-            per_level[key].setdefault(name, []).append(
-                LevelComponent(
-                    name, level, metrics, weight, check.coverage, check.filled_points, (time.perf_counter() - t0) * 1e3
-                )
-            )
+        # A miner whose lead is already decided is not read any more.
+        fanout.each(_still_scored(results), score_miner, name, level, o, c)
     for key, result in results.items():
         result.duration_ms = (time.perf_counter() - started) * 1e3
         if result.status != SCORED:
@@ -222,6 +230,10 @@ def _score_corrected(
     return results
 
 
+def _still_scored(results: Mapping[Hashable, LeadResult]) -> list[Hashable]:
+    return [key for key, result in results.items() if result.status == SCORED]
+
+
 def _finish(result: LeadResult, settings: ScoringSettings) -> None:
     missing = set(settings.era5_variables) - set(result.variables)
     score, ref = lead_score(result.variables, settings)
@@ -240,6 +252,7 @@ def _score_reference(
     lead_hours: int,
     settings: ScoringSettings,
     deployed: bool,
+    fanout: MinerFanout,
 ) -> dict[Hashable, LeadResult]:
     """The deployed reference's rules (``era5_reference`` says which and where they come from)."""
     valid, doy, hour, weights, level_weights, results = _lead_setup(forecasts, truth, init_time, lead_hours, settings)
@@ -249,50 +262,52 @@ def _score_reference(
     fields = era5_fields(settings)
     last_level = {name: lvl for name, lvl in fields}
     started = time.perf_counter()
-    for name, level in fields:
+
+    def score_miner(key: Hashable, name: str, level: int | None, o: np.ndarray, c: np.ndarray, memos: dict) -> None:
         atmospheric = VARIABLES[name].atmospheric
+        result, source = results[key], forecasts[key]
+        t0 = time.perf_counter()
+        tally = tallies[key].setdefault(name, ref.VariableTally())
+        try:
+            f = to_truth_grid(source.field(name, level, lead_hours), source.grid, truth.grid, quirks)
+        except InvalidDataError as exc:
+            result.status, result.reason = REJECTED, str(exc)
+            return
+        if quirks.edge_seam_copies_neighbour:
+            f, border = ref.salvage_edges(f)
+            tally.border_nan |= border
+        extreme, _interior, bad = _scan(np.ascontiguousarray(f, dtype=np.float32), limit)
+        if extreme:
+            tally.extreme += int(np.count_nonzero(np.isfinite(f) & (np.abs(f) > limit)))
+        tally.finite += f.size - int(bad)
+        tally.total += f.size
+        filled = 0
+        if bad and not (atmospheric and quirks.clim_fill_skips_pressure_levels):
+            f = np.where(np.isfinite(f), f, c).astype(f.dtype)
+            filled = int(bad)
+        metrics = field_metrics(f, o, weights, climatology=c, reference=c, acc_definition=settings.acc_definition)
+        skill = metrics.skill
+        if metrics.masked:
+            if "clim_mse" not in memos:
+                memos["clim_mse"] = field_metrics(c, o, weights).mse
+            skill = ref.skill_from_mse(metrics.mse_bias_corrected, memos["clim_mse"])
+        acc = ref.reference_acc(metrics, f, o, c, memos)
+        metrics = replace(metrics, skill=skill, acc=acc)
+        weight = 1.0 if level is None else level_weights[level]
+        coverage = (f.size - int(bad)) / f.size
+        tally.levels.append(
+            LevelComponent(name, level, metrics, weight, coverage, filled, (time.perf_counter() - t0) * 1e3)
+        )
+        if level == last_level[name]:
+            _decide_variable(result, name, tally, settings)
+
+    for name, level in fields:
         o = truth.field(name, level, valid)
         c = to_grid(climatology.field(name, level, doy, hour), climatology.grid, truth.grid)
-        clim_mse = None  # the skill's reference MSE over every point, computed once when a field has gaps
-        truth_memo: dict = {}  # the ACC rule's truth-side test, once per field for the whole batch
-        for key, source in forecasts.items():
-            result = results[key]
-            if result.status != SCORED:
-                continue
-            t0 = time.perf_counter()
-            tally = tallies[key].setdefault(name, ref.VariableTally())
-            try:
-                f = to_truth_grid(source.field(name, level, lead_hours), source.grid, truth.grid, quirks)
-            except InvalidDataError as exc:
-                result.status, result.reason = REJECTED, str(exc)
-                continue
-            if quirks.edge_seam_copies_neighbour:
-                f, border = ref.salvage_edges(f)
-                tally.border_nan |= border
-            extreme, _interior, bad = _scan(np.ascontiguousarray(f, dtype=np.float32), limit)
-            if extreme:
-                tally.extreme += int(np.count_nonzero(np.isfinite(f) & (np.abs(f) > limit)))
-            tally.finite += f.size - int(bad)
-            tally.total += f.size
-            filled = 0
-            if bad and not (atmospheric and quirks.clim_fill_skips_pressure_levels):
-                f = np.where(np.isfinite(f), f, c).astype(f.dtype)
-                filled = int(bad)
-            metrics = field_metrics(f, o, weights, climatology=c, reference=c, acc_definition=settings.acc_definition)
-            skill = metrics.skill
-            if metrics.masked:
-                if clim_mse is None:
-                    clim_mse = field_metrics(c, o, weights).mse
-                skill = ref.skill_from_mse(metrics.mse_bias_corrected, clim_mse)
-            acc = ref.reference_acc(metrics, f, o, c, truth_memo)
-            metrics = replace(metrics, skill=skill, acc=acc)
-            weight = 1.0 if level is None else level_weights[level]
-            coverage = (f.size - int(bad)) / f.size
-            tally.levels.append(
-                LevelComponent(name, level, metrics, weight, coverage, filled, (time.perf_counter() - t0) * 1e3)
-            )
-            if level == last_level[name]:
-                _decide_variable(result, name, tally, settings)
+        # Once per field for the whole batch, the same whichever miner's thread computes it: the
+        # skill's reference MSE over every point when a field has gaps, the ACC rule's truth test.
+        memos: dict = {}
+        fanout.each(_still_scored(results), score_miner, name, level, o, c, memos)
     for key, result in results.items():
         result.duration_ms = (time.perf_counter() - started) * 1e3
         if result.status != SCORED:

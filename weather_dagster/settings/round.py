@@ -24,6 +24,9 @@ class RoundSettings(SettingsSection):
     sensor_interval_s: int = Field(30, ge=1, le=3600)
     # Miners scored per batched scoring run (a Dagster run costs seconds of CPU to start).
     scoring_batch_size: int = Field(128, ge=1, le=256)
+    # Threads scoring a batch's miners side by side, field by field (0 = one per CPU core); the
+    # scores do not depend on it.
+    scoring_threads: int = Field(0, ge=0, le=64)
     # Step execution. No broker: Dagster's multiprocess executor with at most this many step processes
     # per run (0 = one per CPU core). A broker URL (e.g. redis://host:6379/0) sends steps to Celery workers.
     executor_max_concurrent: int = Field(0, ge=0, le=256)

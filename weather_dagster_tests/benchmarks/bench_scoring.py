@@ -16,8 +16,11 @@ Prints ``name: value`` lines:
   ``VmHWM``; ``*_cpu_s`` is the child's CPU time (robust to other load on the shared machine);
 - ``day1_full_res_s``: one miner's Day1 the same way (GFS analysis / f012 GRIB2 over loopback).
 - ``era5_batch_per_miner_lead_s`` (``_cpu_s``, ``era5_batch_peak_rss_mb``): 16 miner-leads scored
-  field-major as ``score_batch`` does (each truth and climatology field read once for the batch),
-  per miner; the one demo miner opened 16 times (16 verified stores), truth cache warm.
+  field-major as ``score_batch`` does (each truth and climatology field read once for the batch,
+  the miners of a field side by side on ``scoring_threads`` threads), per miner; the one demo miner
+  opened 16 times (16 verified stores), truth cache warm. ``era5_batch_miner_server_cpu_s`` is the
+  demo miner process's CPU per miner-lead meanwhile: it runs on the same cores (a deployed miner
+  does not).
 - ``profile_*``: what the scoring profile costs, side by side in this run: one in-memory 0.25 degree
   miner-lead (69 fields, truth and climatology in memory, so only scoring is timed) under
   ``reference`` and ``corrected``, and under ``reference`` for a miner whose grid lacks the south-pole
@@ -183,7 +186,10 @@ def bench_end_to_end(data_dir: Path, grid: Grid, profile: bool) -> dict[str, flo
                 print(f"{kind}_outcome: {warm['detail']}")
             # field-major batch on the warm truth cache of the ERA5 runs (a copy of the Day1-scored round)
             shutil.copy(work / "day1.db", work / "batch.db")
+            server_cpu = e2e.process_cpu_s(fleet.pid)
             batch = e2e.run_child("era5_batch", overrides("batch.db", "cache-era5"), run_id, profile)
+            # The one demo miner serves all 16 stores on this machine, on the same cores as scoring.
+            results["era5_batch_miner_server_cpu_s"] = (e2e.process_cpu_s(fleet.pid) - server_cpu) / e2e.BATCH_MINERS
             results["era5_batch_per_miner_lead_s"] = batch["seconds"]
             results["era5_batch_per_miner_cpu_s"] = batch["cpu_s"]
             results["era5_batch_peak_rss_mb"] = batch["peak_rss_mb"]
@@ -217,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     names = ["kernel_ms", "kernel_vs_xarray", "kernel_vs_read_floor"] * (not args.skip_kernel)
     names += ["era5_lead_full_res_s", "era5_lead_peak_rss_mb", "day1_full_res_s"]
     names += ["era5_batch_per_miner_lead_s", "era5_batch_per_miner_cpu_s", "era5_batch_peak_rss_mb"]
+    names += ["era5_batch_miner_server_cpu_s"]
     names += ["profile_reference_lead_s", "profile_corrected_lead_s", "profile_reference_vs_corrected"]
     names += ["profile_reference_720_rows_lead_s"]
     names += ["xarray_ms", "read_floor_ms"] * (not args.skip_kernel)

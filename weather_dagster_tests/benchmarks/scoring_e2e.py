@@ -20,6 +20,7 @@ import asyncio
 import cProfile
 import io
 import json
+import os
 import pstats
 import resource
 import shutil
@@ -134,6 +135,12 @@ def start_fleet(cache_dir: Path, metagraph: Path, grid: Grid) -> subprocess.Pope
             raise RuntimeError("the demo miner did not start")
         time.sleep(0.2)
     return process
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, with reaped children) of a live process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def stop_fleet(process: subprocess.Popen) -> None:
@@ -279,7 +286,7 @@ def measure(kind: str, overrides: dict, run_id: int, profile: bool) -> dict:
 PHASES = [
     ("sha256 verification", ("file_hash",)),
     ("codec decode", ("decode_chunk",)),
-    ("miner HTTP transfer", ("bounded_get_sync", "_fetch", "fetch")),
+    ("miner HTTP transfer", ("StoreHttp.get", "_fetch", "fetch")),
     ("waiting for read-ahead", ("Future.result",)),
     ("metric kernel", ("field_metrics",)),
     ("regrid", ("to_truth_grid", "to_grid")),
@@ -349,6 +356,7 @@ def _era5_batch(engine, settings, inputs, run_id: int, now) -> int:
     is written as its miner's rows would be. Returns the rows written.
     """
     from weather_dagster.scoring.era5 import score_era5_lead_many
+    from weather_dagster.scoring.fanout import scoring_threads
     from weather_dagster.scoring.service import find_response
     from weather_dagster.scoring.store import write_era5_lead
 
@@ -356,7 +364,8 @@ def _era5_batch(engine, settings, inputs, run_id: int, now) -> int:
         key, _status, init = find_response(conn, run_id, 0)
     forecasts = {i: inputs.forecast(run_id, 0, key.miner_hotkey) for i in range(BATCH_MINERS)}
     truth, climatology = inputs.truth("era5", init), inputs.climatology()
-    results = score_era5_lead_many(forecasts, truth, climatology, init, LEAD, settings.scoring)
+    threads = scoring_threads(settings)
+    results = score_era5_lead_many(forecasts, truth, climatology, init, LEAD, settings.scoring, threads=threads)
     rows = 0
     for result in results.values():
         if result.status != "scored":

@@ -21,7 +21,8 @@ from weather_dagster.miners.decoding import (
     decode_content,
     load_json,
 )
-from weather_dagster.miners.perimeter import BlockingHttp, bounded_get_sync, bounded_request
+from weather_dagster.miners.perimeter import bounded_request
+from weather_dagster.miners.store_http import StoreHttp
 
 FIELD = np.linspace(200.0, 300.0, 19 * 36, dtype="<f4").reshape(19, 36)
 ZARRAY = {"dtype": "<f4", "chunks": [1, 19, 36], "fill_value": "NaN", "filters": None}
@@ -144,11 +145,11 @@ def test_one_deadline_covers_headers_on_both_request_paths() -> None:
             with pytest.raises(httpx.ReadTimeout, match="no complete response headers within 1 s"):
                 await bounded_request(client, "GET", url, max_bytes=CAP, deadline_s=30.0, timeout_s=1.0)
             await asyncio.wait_for(drip.closed_by_client.wait(), 10)
-            blocking = BlockingHttp()  # the verified store's path, from a worker thread
+            blocking = StoreHttp(url)  # the verified store's path, from a worker thread
             try:
-                with pytest.raises(httpx.ReadTimeout, match="no complete response headers"):
+                with pytest.raises(httpx.ReadTimeout, match="no complete response headers within 1 s"):
                     await asyncio.to_thread(
-                        bounded_get_sync, blocking, url, max_bytes=CAP, deadline_s=30.0, timeout_s=1.0, headers={}
+                        blocking.get, url, max_bytes=CAP, deadline_s=30.0, timeout_s=1.0, headers={}
                     )
             finally:
                 blocking.close()

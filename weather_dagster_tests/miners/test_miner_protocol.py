@@ -125,15 +125,16 @@ def test_store_read_reconnects_then_leaves_a_transient_error_to_the_step() -> No
 
     from weather_dagster.core.retry import ErrorClass, classify, with_reconnects
     from weather_dagster.miners.demo.fleet import free_port
-    from weather_dagster.miners.perimeter import BlockingHttp, bounded_get_sync
+    from weather_dagster.miners.store_http import StoreHttp
 
-    http = BlockingHttp()
+    root = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    http = StoreHttp(root)
     calls, pauses = [], []
-    url = f"http://127.0.0.1:{free_port()}/forecasts/x.zarr/2t/0.0.0"  # nothing listens there
+    url = f"{root}/forecasts/x.zarr/2t/0.0.0"
 
     def read() -> bytes:
         calls.append(time.monotonic())
-        return bounded_get_sync(http, url, max_bytes=1024, deadline_s=1.0, timeout_s=2.0, headers={})
+        return http.get(url, max_bytes=1024, deadline_s=1.0, timeout_s=2.0, headers={})
 
     try:
         with pytest.raises(Exception) as raised:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from datetime import UTC, datetime
 
 import numpy as np
@@ -245,6 +246,44 @@ def test_era5_field_major_many_equals_one_at_a_time_and_isolates_bad_miners(inpu
     assert many[3].status == FAILED and "coverage" in many[3].reason
     single = score_era5_lead(forecasts[1], truth, clim, INIT, 24, S)
     assert single.score == many[1].score
+
+
+class _ThreadRecording:
+    """A miner's forecast that notes which threads read it."""
+
+    def __init__(self, source) -> None:
+        self.source, self.grid, self.threads = source, source.grid, set()
+
+    def field(self, variable, level, lead):
+        self.threads.add(threading.current_thread().name)
+        return self.source.field(variable, level, lead)
+
+
+@pytest.mark.parametrize("profile", ["corrected", "reference"])
+def test_era5_miners_scored_side_by_side_give_the_same_results_as_one_thread(inputs, profile):
+    settings = ScoringSettings(profile=profile)
+    truth, clim = inputs.truth("era5", INIT), inputs.climatology()
+    profiles = [MinerProfile(), MinerProfile(mode="extreme"), MinerProfile(mode="nan", nan_fraction=0.3)]
+    profiles += [MinerProfile(mode="nan", nan_fraction=0.0005), MinerProfile(phase_deg_per_day=20, noise_per_day=0.8)]
+
+    def forecasts():
+        return {uid: _ThreadRecording(SyntheticForecast(inputs.atmosphere, INIT, p)) for uid, p in enumerate(profiles)}
+
+    alone, side_by_side = forecasts(), forecasts()
+    one = score_era5_lead_many(alone, truth, clim, INIT, 24, settings)
+    many = score_era5_lead_many(side_by_side, truth, clim, INIT, 24, settings, threads=3)
+    assert {name for f in alone.values() for name in f.threads} == {threading.current_thread().name}
+    assert {name.split("_")[0] for f in side_by_side.values() for name in f.threads} == {"score-miner"}
+    assert len({name for f in side_by_side.values() for name in f.threads}) > 1
+    statuses = {uid: r.status for uid, r in one.items()}
+    assert SCORED in statuses.values() and len(set(statuses.values())) > 1
+    for uid, result in one.items():
+        other = many[uid]
+        assert (other.status, other.reason) == (result.status, result.reason)
+        assert other.score == result.score or (math.isnan(other.score) and math.isnan(result.score))
+        for name, variable in result.variables.items():
+            assert [c.metrics for c in other.variables[name].levels] == [c.metrics for c in variable.levels]
+            assert [c.level for c in other.variables[name].levels] == [c.level for c in variable.levels]
 
 
 def test_miner_on_a_coarser_grid_is_interpolated_to_the_truth_grid(inputs):

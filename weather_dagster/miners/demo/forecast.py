@@ -212,6 +212,14 @@ class ForecastStore:
             partial.replace(path)  # atomic: a concurrent reader never sees half a chunk
         return data
 
+    def cached_path(self, key: str) -> Path | None:
+        """The file already holding chunk ``key`` exactly as :meth:`file` returns it, if there is one
+        (served with ``sendfile``, so a demo miner costs the machine it shares little CPU)."""
+        if self.file_cache_dir is None or key in self.metadata:
+            return None
+        path = self._cache_path(key)
+        return path if path is not None and path.is_file() else None
+
     def _cache_path(self, key: str) -> Path | None:
         """Where a chunk of this exact store (miner, behaviour, skill, grid, layout, init) is cached."""
         if not all(part and part not in (".", "..") for part in key.split("/")):

@@ -36,6 +36,9 @@ from weather_dagster.miners.keys import (
 from weather_dagster.miners.manifest import MANIFEST_KEY, SIGNATURE_KEY, manifest_hash
 from weather_dagster.reference.grid import Grid
 
+# Behaviours that serve a store file's bytes as they are: those may go out with sendfile.
+PLAIN_TRANSPORT = frozenset(Behaviour) - {Behaviour.SLOW_DRIP, Behaviour.STORE_RESETS, *hostile.HTTP_ENCODINGS}
+
 if TYPE_CHECKING:
     from weather_dagster.miners.demo.fleet import DemoFleet
 
@@ -256,6 +259,9 @@ class DemoMiner:
         else:
             if self.behaviour is Behaviour.CHUNK_SWAPPED and job.manifest_served and key == "2t/0.0.0":
                 key = "2t/1.0.0"
+            cached = job.store.cached_path(key) if self.behaviour in PLAIN_TRANSPORT else None
+            if cached is not None:
+                return web.FileResponse(cached, headers={"content-type": "application/octet-stream"})
             data = await asyncio.to_thread(job.store.file, key)
         if data is None:
             raise web.HTTPNotFound()
