@@ -153,7 +153,7 @@ def _to_axis(data: np.ndarray, plan: _AxisPlan, axis: int, *, periodic: bool, sp
         return interp_axis(np.asarray(data, dtype=np.float64), plan.src, plan.dst, axis, periodic)
     if plan.order is not None:
         data = np.take(data, plan.order, axis=axis)
-    if spread and _may_have_nan(data):
+    if spread:
         # ascending-coordinate order decides who reads whom: flip a descending axis around it
         if plan.descending:
             return np.flip(_spread_along(np.flip(data, axis), axis), axis)
@@ -161,15 +161,32 @@ def _to_axis(data: np.ndarray, plan: _AxisPlan, axis: int, *, periodic: bool, sp
     return data
 
 
-def to_truth_grid(field: np.ndarray, source: AnyGrid, target: Grid, quirks: ScoringQuirks) -> np.ndarray:
-    """``field`` (on the miner's ``source`` grid, in store order) on the truth grid ``target``."""
+def same_points(source: AnyGrid, target: Grid, quirks: ScoringQuirks) -> bool:
+    """Whether ``to_truth_grid`` only reorders the cells of a field (no interpolation)."""
+    lat_plan, lon_plan = _plans(source, target, quirks)
+    return lat_plan.same and lon_plan.same
+
+
+def _plans(source: AnyGrid, target: Grid, quirks: ScoringQuirks) -> tuple[_AxisPlan, _AxisPlan]:
+    try:
+        return _grid_plan(source, target, quirks.interp_not_periodic)
+    except TypeError:  # a grid that cannot be hashed: plan it for this field only
+        return _grid_plan.__wrapped__(source, target, quirks.interp_not_periodic)
+
+
+def to_truth_grid(
+    field: np.ndarray, source: AnyGrid, target: Grid, quirks: ScoringQuirks, *, finite: bool | None = None
+) -> np.ndarray:
+    """``field`` (on the miner's ``source`` grid, in store order) on the truth grid ``target``.
+
+    ``finite``: whether every value of ``field`` is finite, when the caller already knows (one
+    compiled pass less); NaN spreading only runs on a field that may have gaps, tested once here
+    otherwise (reordering or interpolating finite values leaves them finite).
+    """
     if field.shape != source.shape:
         raise ValueError(f"field shape {field.shape} does not match its grid {source.shape}")
-    try:
-        lat_plan, lon_plan = _grid_plan(source, target, quirks.interp_not_periodic)
-    except TypeError:  # a grid that cannot be hashed: plan it for this field only
-        lat_plan, lon_plan = _grid_plan.__wrapped__(source, target, quirks.interp_not_periodic)
-    spread = quirks.interp_like_always
+    lat_plan, lon_plan = _plans(source, target, quirks)
+    spread = quirks.interp_like_always and (not finite if finite is not None else _may_have_nan(field))
     rows = _to_axis(field, lat_plan, 0, periodic=False, spread=spread)
     out = _to_axis(rows, lon_plan, 1, periodic=not quirks.interp_not_periodic, spread=spread)
     # An interpolated field stays float64, like interp_like's output; one on its own grid keeps its dtype.
