@@ -36,6 +36,31 @@ class FieldCheck:
     filled_points: int  # cells (interior or seam) replaced by climatology
 
 
+def scan(field: np.ndarray, limit: float) -> tuple[int, int, int]:
+    """``_scan``'s counts; a field that is all finite and within +-limit (the common case) is told
+    apart by one vectorised pass first, ~3x cheaper than the counting one."""
+    return (0, 0, 0) if _clean(field, limit) else _scan(field, limit)
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
+def _clean(field, limit):  # pragma: no cover - compiled
+    # ``v * 0`` is 0 for a finite v and NaN otherwise, so a row's sum of them is 0 exactly when the
+    # row is finite (reassociation vectorises the sum; no nnan/ninf flag, so NaN stays NaN). The
+    # limit is compared in float64, as in ``_scan``.
+    nlat, nlon = field.shape
+    zero = field.dtype.type(0)
+    for i in range(nlat):
+        acc = zero
+        over = 0
+        for j in range(nlon):
+            v = field[i, j]
+            acc += v * zero
+            over += abs(np.float64(v)) > limit
+        if acc != 0 or over:
+            return False
+    return True
+
+
 @numba.njit(cache=True, nogil=True)
 def _scan(field, limit):  # pragma: no cover - compiled
     """(values beyond +-limit incl. inf, non-finite interior cells, non-finite cells) in one pass."""
@@ -68,7 +93,7 @@ def interior_coverage(field: np.ndarray) -> float:
 
 def reject_extremes(field: np.ndarray, label: str, settings: ScoringSettings) -> None:
     """Step 1 alone (InvalidDataError on any ``|value| > extreme_value_limit``, inf included)."""
-    extreme, _interior, _bad = _scan(np.ascontiguousarray(field, dtype=np.float32), float(settings.extreme_value_limit))
+    extreme, _interior, _bad = scan(np.ascontiguousarray(field, dtype=np.float32), float(settings.extreme_value_limit))
     if extreme:
         raise InvalidDataError(f"{label}: {extreme} values beyond +-{settings.extreme_value_limit:g}")
 
@@ -78,7 +103,7 @@ def check_and_fill(
 ) -> tuple[np.ndarray, FieldCheck]:
     """The field ready to score (gaps filled) and what was found; raises as the module describes."""
     field = np.ascontiguousarray(field, dtype=np.float32)
-    extreme, bad_interior, bad = _scan(field, float(settings.extreme_value_limit))
+    extreme, bad_interior, bad = scan(field, float(settings.extreme_value_limit))
     if extreme:
         raise InvalidDataError(f"{label}: {extreme} values beyond +-{settings.extreme_value_limit:g}")
     if bad == 0:

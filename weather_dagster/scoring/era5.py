@@ -27,7 +27,7 @@ from weather_dagster.core.errors import InvalidDataError
 from weather_dagster.reference.interfaces import ClimatologySource, FieldSource, ForecastSource
 from weather_dagster.reference.variables import VARIABLES
 from weather_dagster.scoring import era5_reference as ref
-from weather_dagster.scoring.checks import LeadFailed, _scan, check_and_fill
+from weather_dagster.scoring.checks import LeadFailed, check_and_fill, scan
 from weather_dagster.scoring.day1 import climatology_slot
 from weather_dagster.scoring.fanout import MinerFanout
 from weather_dagster.scoring.kernel import FieldMetrics, field_metrics, latitude_weights
@@ -273,7 +273,7 @@ def _score_reference(
             # Counts do not depend on the cells' order: one scan of a float32 field that is only
             # reordered decides, and when it finds every value finite nothing below changes it.
             reordered = raw.dtype == np.float32 and raw.ndim == 2 and same_points(source.grid, truth.grid, quirks)
-            scanned = _scan(raw, limit) if reordered else None
+            scanned = scan(raw, limit) if reordered else None
             finite = scanned is not None and scanned[2] == 0
             f = to_truth_grid(raw, source.grid, truth.grid, quirks, finite=finite if scanned is not None else None)
         except InvalidDataError as exc:
@@ -282,7 +282,7 @@ def _score_reference(
         if quirks.edge_seam_copies_neighbour and not finite:
             f, border = ref.salvage_edges(f)
             tally.border_nan |= border
-        extreme, _interior, bad = scanned if finite else _scan(np.ascontiguousarray(f, dtype=np.float32), limit)
+        extreme, _interior, bad = scanned if finite else scan(np.ascontiguousarray(f, dtype=np.float32), limit)
         if extreme:
             tally.extreme += int(np.count_nonzero(np.isfinite(f) & (np.abs(f) > limit)))
         tally.finite += f.size - int(bad)

@@ -14,6 +14,7 @@ import pytest
 import xarray as xr
 
 from weather_dagster.reference.grid import CoordinateGrid, Grid
+from weather_dagster.scoring.checks import _scan, scan
 from weather_dagster.scoring.era5 import FAILED, SCORED, score_era5_lead_many
 from weather_dagster.scoring.era5_reference import reference_lead_score, salvage_edges
 from weather_dagster.scoring.regrid import _has_non_finite, to_truth_grid
@@ -111,6 +112,22 @@ def test_the_non_finite_test_that_gates_nan_spreading_finds_every_kind_anywhere(
             broken = field.copy()
             broken[cell] = bad
             assert _has_non_finite(broken) and _has_non_finite(broken[::-1, ::-1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_clean_field_pass_agrees_with_the_counting_scan(dtype):
+    """``scan`` answers (0, 0, 0) through the vectorised pass only when ``_scan`` would count nothing."""
+    limit = 1e12
+    field = (np.random.default_rng(5).normal(size=(37, 72)) * 300).astype(dtype)
+    field[3, 3] = limit  # at the limit is not beyond it
+    assert scan(field, limit) == _scan(field, limit) == (0, 0, 0)
+    for bad in (np.nan, np.inf, -np.inf, 2 * limit, -2 * limit, np.nextafter(limit, np.inf)):
+        for cell in ((0, 0), (36, 71), (20, 33)):
+            broken = field.copy()
+            broken[cell] = bad
+            if broken[cell] == limit:  # float32 cannot tell the next double after 1e12 from it
+                continue
+            assert scan(broken, limit) == _scan(broken, limit) != (0, 0, 0)
 
 
 def test_regrid_matches_xarray_interp_like_for_every_layout():
