@@ -220,7 +220,7 @@ def run(args: argparse.Namespace, out: Path) -> int:
             print("[bench] not every forecast froze", file=sys.stderr)
             return 1
         time.sleep(2 * args.sensor_interval)  # the warm daemon idles; its baseline CPU is taken below
-        cpu0, _ = session_cpu_s(daemon.pid)
+        cpu0, kinds0 = session_cpu_s(daemon.pid)
         t0 = datetime.now(UTC)
         _dagster(["sensor", "start", "round_sensor", *workspace], env)
         print("[bench] round_sensor on: Day1 through Dagster ...", flush=True)
@@ -259,6 +259,8 @@ def run(args: argparse.Namespace, out: Path) -> int:
     )
     for kind, cpu in sorted(kinds.items()):
         print(f"tree_cpu_{kind}_lifetime_s: {cpu:.1f}")
+    for kind, cpu in sorted(kinds.items()):  # over [t0, runs finished]: run processes start after t0
+        print(f"tree_cpu_{kind}_window_s: {cpu - kinds0.get(kind, 0.0):.1f}")
     for record, cpu, _, stamps in sorted(runs, key=lambda x: x[0].create_timestamp):
         created = record.create_timestamp.timestamp()
         s = {k: v - created for k, v in stamps.items()}
