@@ -24,7 +24,7 @@ import socket
 import ssl
 import threading
 import time
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import h11
 import httpx
@@ -36,6 +36,7 @@ from weather_dagster.miners.perimeter import BoundedResponse, check_response_hea
 
 MAX_HEADER_BYTES = 64 * 1024  # h11's bound on an incomplete header block (its default is 16 KB)
 RECV_BYTES = 1024 * 1024  # one read of a chunked or unframed body
+TARGET_SAFE = "/!$&'()*+,;=:@-._~%"  # RFC 3986 path characters, and escapes already made
 
 
 class _Expired(Exception):
@@ -140,8 +141,11 @@ class StoreHttp:
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
         sock, reused = self._connection(deadline)
         conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
-        data = conn.send(h11.Request(method="GET", target=target, headers=fields))
-        data += conn.send(h11.EndOfMessage())
+        try:
+            data = conn.send(h11.Request(method="GET", target=target, headers=fields))
+            data += conn.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as exc:  # e.g. a token from the miner that no header may hold
+            raise httpx.LocalProtocolError(f"store request cannot be sent: {exc}") from None
         try:
             _send(sock, data, deadline)
             response = self._head(sock, conn, deadline)
@@ -300,9 +304,10 @@ def _read_framed(sock: socket.socket, conn: h11.Connection, max_bytes: int, dead
 
 
 def _target(url: str) -> bytes:
+    """The request target, percent-encoded where a path may not hold a character (as httpx does)."""
     parts = urlsplit(url)
-    path = parts.path or "/"
-    return (path + (f"?{parts.query}" if parts.query else "")).encode("ascii")
+    path = quote(parts.path or "/", safe=TARGET_SAFE)
+    return (path + (f"?{quote(parts.query, safe=TARGET_SAFE + '?')}" if parts.query else "")).encode("ascii")
 
 
 def _header(head: list[tuple[bytes, bytes]], name: bytes) -> str | None:

@@ -224,3 +224,13 @@ def test_close_from_another_thread_ends_a_read_in_flight() -> None:
         assert time.monotonic() - started < 2.0
         with pytest.raises(httpx.ConnectError, match="closed"):
             get(client, server)
+
+
+def test_targets_are_percent_encoded_and_unsendable_headers_are_a_clear_error() -> None:
+    with scripted(sized(b"ok")) as (server, client):
+        url = f"{server.root}/forecasts/x.zarr/a b/é.0"
+        assert client.get(url, max_bytes=CAP, deadline_s=5.0, timeout_s=5.0, headers={}) == b"ok"
+        assert server.requests[0].startswith(b"GET /forecasts/x.zarr/a%20b/%C3%A9.0 HTTP/1.1\r\n")
+        with pytest.raises(httpx.LocalProtocolError, match="cannot be sent"):
+            get_with = {"authorization": "Bearer x\r\ninjected: 1"}
+            client.get(url, max_bytes=CAP, deadline_s=5.0, timeout_s=5.0, headers=get_with)
