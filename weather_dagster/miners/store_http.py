@@ -198,10 +198,7 @@ class StoreHttp:
     def _head(sock: socket.socket, conn: h11.Connection, deadline: _Deadline) -> h11.Response:
         received = 0
         while True:
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise httpx.RemoteProtocolError(f"malformed response from the miner: {exc}") from None
+            event = _next_event(conn, "response")
             if isinstance(event, h11.Response):
                 return event
             if isinstance(event, h11.InformationalResponse):
@@ -281,10 +278,7 @@ def _read_framed(sock: socket.socket, conn: h11.Connection, max_bytes: int, dead
     parts: list[bytes] = []
     size = 0
     while True:
-        try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise httpx.RemoteProtocolError(f"malformed response body from the miner: {exc}") from None
+        event = _next_event(conn, "response body")
         if isinstance(event, h11.Data):
             size += len(event.data)
             if size > max_bytes:
@@ -301,6 +295,14 @@ def _read_framed(sock: socket.socket, conn: h11.Connection, max_bytes: int, dead
 
 
 # -- small helpers ---------------------------------------------------------------------------------------
+
+
+def _next_event(conn: h11.Connection, what: str):
+    """h11's next event; a framing error is the miner's malformed ``what`` (an httpx error)."""
+    try:
+        return conn.next_event()
+    except h11.RemoteProtocolError as exc:
+        raise httpx.RemoteProtocolError(f"malformed {what} from the miner: {exc}") from None
 
 
 def _target(url: str) -> bytes:
