@@ -42,6 +42,9 @@ storage:
 run_coordinator:
   module: dagster._core.run_coordinator
   class: QueuedRunCoordinator
+run_launcher:
+  module: weather_dagster.dagster_defs.launcher
+  class: ForkingRunLauncher
 concurrency:
   runs:
     max_concurrent_runs: 2

@@ -2,7 +2,8 @@
 
 Set-up (not measured): the synthetic data server and 255 good demo miners (``demo_environment``),
 a Dagster instance on SQLite, the daemon started and warm with ``round_sensor`` and
-``round_schedule`` switched off, the round opened by a real ``forecast_round`` run, and every miner
+``round_schedule`` switched off, the round opened by a real ``open_round_job`` run that the daemon
+launched (so its run launcher is warm, as all day in production), and every miner
 queried, polled and frozen by the product's miner lifecycle (``bench_miners`` times that part). ERA5
 truth is served for the init time only, so no ERA5 lead becomes ready: the round stops at Day1.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -39,6 +41,7 @@ import sqlalchemy as sa
 
 from weather_dagster.demo import REPO, _bin, demo_environment
 
+PARTITION_TAG = "dagster/partition"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 DAGSTER_YAML = """\
 storage:
@@ -49,13 +52,25 @@ run_coordinator:
   class: QueuedRunCoordinator
   config:
     dequeue_interval_seconds: 1
-concurrency:
+{launcher}concurrency:
   runs:
     max_concurrent_runs: {max_runs}
   pools:
     default_limit: {pool_limit}
 telemetry:
   enabled: false
+"""
+FORKING_LAUNCHER = """\
+run_launcher:
+  module: weather_dagster.dagster_defs.launcher
+  class: ForkingRunLauncher
+"""
+WORKSPACE_YAML = """\
+load_from:
+  - grpc_server:
+      host: 127.0.0.1
+      port: {port}
+      location_name: weather_dagster
 """
 
 
@@ -79,9 +94,48 @@ def session_cpu_s(sid: int) -> tuple[float, dict[str, float]]:
             continue
         cpu = sum(int(x) for x in fields[11:15]) / CLK_TCK
         total += cpu
-        kind = "code_server" if "grpc" in cmdline else "daemon" if "dagster-daemon" in cmdline else "run"
+        kind = (
+            "code_server"
+            if "grpc" in cmdline or "code-server" in cmdline
+            else "daemon"
+            if "dagster-daemon" in cmdline
+            else "run"
+        )
         kinds[kind] = kinds.get(kind, 0.0) + cpu
     return total, kinds
+
+
+def tree_cpu_s(sids: list[int]) -> tuple[float, dict[str, float]]:
+    """``session_cpu_s`` summed over the sessions of the Dagster processes (daemon, code server)."""
+    total, kinds = 0.0, {}
+    for sid in sids:
+        cpu, split = session_cpu_s(sid)
+        total += cpu
+        for kind, value in split.items():
+            kinds[kind] = kinds.get(kind, 0.0) + value
+    return total, kinds
+
+
+def start_code_server(procs, env: dict[str, str], out: Path):
+    """The code location served by one long-lived ``dagster code-server start`` (the production shape).
+
+    Returns the process and the workspace file pointing at it. The daemon then loads the location over
+    gRPC instead of spawning its own server, which it replaces every 60 s (a new process importing the
+    whole code location each time).
+    """
+    from weather_dagster_tests.support.services import free_port
+
+    port = free_port()
+    cmd = [_bin("dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(port)]
+    cmd += ["-m", "weather_dagster.definitions", "-a", "defs", "--location-name", "weather_dagster"]
+    proc = procs.start("code_server", cmd, env, out / "code_server.log")
+    workspace = out / "workspace.server.yaml"
+    workspace.write_text(WORKSPACE_YAML.format(port=port))
+    check = [_bin("dagster"), "api", "grpc-health-check", "-p", str(port)]
+    _wait(
+        lambda: subprocess.run(check, env=env, capture_output=True, check=False).returncode == 0, 120, "the code server"
+    )
+    return proc, workspace
 
 
 def _dagster(args: list[str], env: dict[str, str]) -> None:
@@ -159,6 +213,19 @@ def _runs(home: Path):
     return out, active
 
 
+def _opened(home: Path) -> bool:
+    """The round-opening run succeeded (it failing is an error, not something to wait for)."""
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+    from dagster._core.instance.ref import InstanceRef
+
+    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        records = instance.get_run_records(filters=RunsFilter(job_name="open_round_job"))
+    statuses = {record.dagster_run.status for record in records}
+    if statuses & {DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}:
+        raise RuntimeError("the open_round_job run failed: see the daemon log")
+    return DagsterRunStatus.SUCCESS in statuses
+
+
 def _active_statuses():
     from dagster import DagsterRunStatus
 
@@ -174,6 +241,14 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=128, help="WEATHER_ROUND__SCORING_BATCH_SIZE")
     parser.add_argument("--sensor-interval", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=1200)
+    parser.add_argument(
+        "--daemon-code-server",
+        action="store_true",
+        help="let the daemon spawn (and every 60 s replace) its own code server, as with workspace.yaml",
+    )
+    parser.add_argument(
+        "--default-launcher", action="store_true", help="Dagster's default run launcher (each run spawned)"
+    )
     parser.add_argument("--keep", help="keep logs and databases in this directory")
     parser.add_argument("--freeze-run-id", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -194,19 +269,34 @@ def run(args: argparse.Namespace, out: Path) -> int:
     with demo_environment(out, args.miners, args.grid, init, era5_days=0, behaviours={}) as (env, procs):
         home = Path(env["DAGSTER_HOME"])
         (home / "dagster.yaml").write_text(
-            DAGSTER_YAML.format(home=home, max_runs=args.max_runs, pool_limit=args.pool_limit)
+            DAGSTER_YAML.format(
+                home=home,
+                max_runs=args.max_runs,
+                pool_limit=args.pool_limit,
+                launcher="" if args.default_launcher else FORKING_LAUNCHER,
+            )
         )
         env["WEATHER_ROUND__SENSOR_INTERVAL_S"] = str(args.sensor_interval)
         if args.batch_size:
             env["WEATHER_ROUND__SCORING_BATCH_SIZE"] = str(args.batch_size)
-        workspace = ["-w", str(REPO / "workspace.yaml")]
+        sessions = []
+        if args.daemon_code_server:
+            workspace = ["-w", str(REPO / "workspace.yaml")]
+        else:
+            print("[bench] starting the code server ...", flush=True)
+            code_server, workspace_file = start_code_server(procs, env, out)
+            sessions.append(code_server.pid)
+            workspace = ["-w", str(workspace_file)]
         print("[bench] switching round_sensor and round_schedule off ...", flush=True)
         _dagster(["sensor", "stop", "round_sensor", *workspace], env)
         _dagster(["schedule", "stop", "round_schedule", *workspace], env)
         daemon = procs.start("daemon", [_bin("dagster-daemon"), "run", *workspace], env, out / "daemon.log")
-        print(f"[bench] opening round {date} with a forecast_round run ...", flush=True)
-        module = ["-m", "weather_dagster.definitions", "-a", "defs"]
-        _dagster(["asset", "materialize", *module, "--select", "forecast_round", "--partition", date], env)
+        sessions.append(daemon.pid)
+        # Through the daemon's run queue and launcher, as the schedule would: its launcher is warm after.
+        print(f"[bench] opening round {date} with an open_round_job run ...", flush=True)
+        tags = json.dumps({PARTITION_TAG: date})
+        _dagster(["job", "launch", *workspace, "-j", "open_round_job", "--tags", tags], env)
+        _wait(lambda: _opened(home), 300, "the open_round_job run to succeed")
         engine = make_engine(env["WEATHER_DATABASE_URL"])
         with engine.connect() as conn:
             run_id = conn.execute(sa.text("select max(id) from weather_forecast_runs")).scalar()
@@ -220,13 +310,13 @@ def run(args: argparse.Namespace, out: Path) -> int:
             print("[bench] not every forecast froze", file=sys.stderr)
             return 1
         time.sleep(2 * args.sensor_interval)  # the warm daemon idles; its baseline CPU is taken below
-        cpu0, kinds0 = session_cpu_s(daemon.pid)
+        cpu0, kinds0 = tree_cpu_s(sessions)
         t0 = datetime.now(UTC)
         _dagster(["sensor", "start", "round_sensor", *workspace], env)
         print("[bench] round_sensor on: Day1 through Dagster ...", flush=True)
         _wait(lambda: _counts(engine)[2] == args.miners, args.timeout, "every Day1 score")
         runs, _ = _wait(lambda: (lambda r: r if not r[1] else None)(_runs(home)), 300, "runs to finish", 1.0)
-        cpu1, kinds = session_cpu_s(daemon.pid)
+        cpu1, kinds = tree_cpu_s(sessions)
         from weather_dagster.db.schema import miner_responses as r
 
         with engine.connect() as conn:
@@ -244,6 +334,8 @@ def run(args: argparse.Namespace, out: Path) -> int:
     op_cpu = sum(run[2] for run in runs)
     print(f"miners: {args.miners}")
     print(f"grid_deg: {args.grid}")
+    print(f"run_launcher: {'DefaultRunLauncher' if args.default_launcher else 'ForkingRunLauncher'}")
+    print(f"code_server: {'spawned by the daemon' if args.daemon_code_server else 'dagster code-server start'}")
     print(f"scoring_runs: {len(runs)}")
     print(f"t0_after_last_freeze_s: {(t0 - as_utc(last_frozen)).total_seconds():.1f}")
     print(f"round_{args.miners}_day1_s: {(as_utc(last) - t0).total_seconds():.1f}")
