@@ -6,9 +6,10 @@ stdout. It imports every module named (``MODULE:ATTRIBUTE`` also builds that ``D
 which each run would otherwise rebuild), prints ``ready``, then reads one JSON request per line
 (``{"run_id": ..., "instance_ref": ...}``) and answers with the child's pid and worker id.
 
-Why a fork is safe here: the forker never starts a thread, opens no database or socket and holds no
-lock when it forks (it checks that it is single-threaded before each fork and refuses otherwise), so
-the child starts as a clean copy with the imports done. The child runs the run exactly as Dagster's own
+Why a fork is safe here: the forker starts no Python thread, opens no database or socket and holds no
+lock when it forks (it checks that the main thread is its only Python thread before each fork and
+refuses otherwise), so the child starts as a clean copy with the imports done. The one native thread
+numpy's OpenBLAS starts at import re-initialises itself in a forked child (``pthread_atfork``). The child runs the run exactly as Dagster's own
 ``dagster api execute_run`` worker does, then exits.
 
 The forker reaps its children. A child that died (a signal, an exit code other than 0) while its run

@@ -15,13 +15,19 @@ daemon's run queue starts them, each scores its miners. Times come from the data
 - ``first_day1_s``: t0 to the first ``day1_scored_at``.
 
 ``dagster_overhead_share`` = (C_total - C_validator) / C_total over [t0, all runs finished], where
-C_total is the CPU (user + system) of the daemon's whole process tree -- the daemon, its code server
-and every run process it starts, summed from /proc over the daemon's session, with exited children
-counted through their parents' cutime/cstime -- and C_validator is the CPU spent inside the
-validator's scoring service calls, as measured by ``score_batch`` itself (``time.process_time``
-around each miner, reported as the ``validator_cpu_s`` output metadata of every run).
+C_total is the CPU (user + system) of every Dagster process -- the daemon, the code server, the
+preloaded run process and every run -- summed from /proc over the daemon's and the code server's
+sessions, with exited children counted through their parents' cutime/cstime (plus, with
+``--postgres``, the PostgreSQL server holding Dagster's storage), and C_validator is the CPU spent
+inside the validator's scoring service calls, as measured by ``score_batch`` itself
+(``time.process_time`` around each miner, reported as the ``validator_cpu_s`` output metadata).
 
-    python -m weather_dagster_tests.benchmarks.bench_round [--miners 255] [--grid 5.0]
+The default is the production shape: one ``dagster code-server start`` (``workspace.server.yaml``) and
+the ``ForkingRunLauncher``. ``--daemon-code-server`` and ``--default-launcher`` measure the shape before
+(the daemon spawning its own code server, every run spawned by it); ``--postgres`` puts Dagster's
+storage on PostgreSQL instead of SQLite files.
+
+    python -m weather_dagster_tests.benchmarks.bench_round [--miners 255] [--grid 5.0] [--postgres]
 """
 
 from __future__ import annotations
@@ -43,11 +49,18 @@ from weather_dagster.demo import REPO, _bin, demo_environment
 
 PARTITION_TAG = "dagster/partition"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-DAGSTER_YAML = """\
+SQLITE_STORAGE = """\
 storage:
   sqlite:
     base_dir: {home}
-run_coordinator:
+"""
+POSTGRES_STORAGE = """\
+storage:
+  postgres:
+    postgres_url: {url}
+"""
+DAGSTER_YAML = """\
+{storage}run_coordinator:
   module: dagster._core.run_coordinator
   class: QueuedRunCoordinator
   config:
@@ -249,6 +262,9 @@ def main() -> int:
     parser.add_argument(
         "--default-launcher", action="store_true", help="Dagster's default run launcher (each run spawned)"
     )
+    parser.add_argument(
+        "--postgres", action="store_true", help="Dagster's storage on a throwaway PostgreSQL (production)"
+    )
     parser.add_argument("--keep", help="keep logs and databases in this directory")
     parser.add_argument("--freeze-run-id", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -261,16 +277,51 @@ def main() -> int:
 
 
 def run(args: argparse.Namespace, out: Path) -> int:
-    from weather_dagster.db.engine import make_engine
-
     out.mkdir(parents=True, exist_ok=True)
     init = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    postgres = _postgres() if args.postgres else None
+    try:
+        return _run(args, out, init, postgres)
+    finally:
+        if postgres is not None:
+            postgres.stop()
+
+
+def _postgres():
+    from weather_dagster_tests.support.pg_server import PostgresServer
+
+    print("[bench] starting PostgreSQL for Dagster's storage ...", flush=True)
+    return PostgresServer().start()  # its own directory: the server may run as another user
+
+
+def postgres_cpu_s(server) -> float:
+    """CPU of the PostgreSQL server: the postmaster (with its reaped backends) and its live children."""
+    postmaster = int((server.base_dir / "data" / "postmaster.pid").read_text().split()[0])
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(entry) == postmaster or int(fields[1]) == postmaster:
+            total += sum(int(x) for x in fields[11:15]) / CLK_TCK
+    return total
+
+
+def _run(args: argparse.Namespace, out: Path, init: datetime, postgres) -> int:
+    from weather_dagster.db.engine import make_engine
+
     date = init.strftime("%Y-%m-%d")
     with demo_environment(out, args.miners, args.grid, init, era5_days=0, behaviours={}) as (env, procs):
         home = Path(env["DAGSTER_HOME"])
         (home / "dagster.yaml").write_text(
             DAGSTER_YAML.format(
-                home=home,
+                storage=POSTGRES_STORAGE.format(url=postgres.create_database("dagster"))
+                if postgres
+                else SQLITE_STORAGE.format(home=home),
                 max_runs=args.max_runs,
                 pool_limit=args.pool_limit,
                 launcher="" if args.default_launcher else FORKING_LAUNCHER,
@@ -311,12 +362,14 @@ def run(args: argparse.Namespace, out: Path) -> int:
             return 1
         time.sleep(2 * args.sensor_interval)  # the warm daemon idles; its baseline CPU is taken below
         cpu0, kinds0 = tree_cpu_s(sessions)
+        pg0 = postgres_cpu_s(postgres) if postgres else 0.0
         t0 = datetime.now(UTC)
         _dagster(["sensor", "start", "round_sensor", *workspace], env)
         print("[bench] round_sensor on: Day1 through Dagster ...", flush=True)
         _wait(lambda: _counts(engine)[2] == args.miners, args.timeout, "every Day1 score")
         runs, _ = _wait(lambda: (lambda r: r if not r[1] else None)(_runs(home)), 300, "runs to finish", 1.0)
         cpu1, kinds = tree_cpu_s(sessions)
+        pg_cpu = postgres_cpu_s(postgres) - pg0 if postgres else 0.0
         from weather_dagster.db.schema import miner_responses as r
 
         with engine.connect() as conn:
@@ -329,11 +382,12 @@ def run(args: argparse.Namespace, out: Path) -> int:
             ).one()
         engine.dispose()
     as_utc = lambda d: d if d.tzinfo else d.replace(tzinfo=UTC)  # noqa: E731
-    total_cpu = cpu1 - cpu0
+    total_cpu = cpu1 - cpu0 + pg_cpu  # Dagster's storage server is Dagster's cost too
     validator_cpu = sum(run[1] for run in runs)
     op_cpu = sum(run[2] for run in runs)
     print(f"miners: {args.miners}")
     print(f"grid_deg: {args.grid}")
+    print(f"dagster_storage: {'postgresql' if postgres else 'sqlite'}")
     print(f"run_launcher: {'DefaultRunLauncher' if args.default_launcher else 'ForkingRunLauncher'}")
     print(f"code_server: {'spawned by the daemon' if args.daemon_code_server else 'dagster code-server start'}")
     print(f"scoring_runs: {len(runs)}")
@@ -351,6 +405,8 @@ def run(args: argparse.Namespace, out: Path) -> int:
     )
     for kind, cpu in sorted(kinds.items()):
         print(f"tree_cpu_{kind}_lifetime_s: {cpu:.1f}")
+    if postgres:
+        print(f"tree_cpu_postgres_window_s: {pg_cpu:.1f}")
     for kind, cpu in sorted(kinds.items()):  # over [t0, runs finished]: run processes start after t0
         print(f"tree_cpu_{kind}_window_s: {cpu - kinds0.get(kind, 0.0):.1f}")
     for record, cpu, _, stamps in sorted(runs, key=lambda x: x[0].create_timestamp):
