@@ -9,8 +9,8 @@ which each run would otherwise rebuild), prints ``ready``, then reads one JSON r
 Why a fork is safe here: the forker starts no Python thread, opens no database or socket and holds no
 lock when it forks (it checks that the main thread is its only Python thread before each fork and
 refuses otherwise), so the child starts as a clean copy with the imports done. The one native thread
-numpy's OpenBLAS starts at import re-initialises itself in a forked child (``pthread_atfork``). The child runs the run exactly as Dagster's own
-``dagster api execute_run`` worker does, then exits.
+numpy's OpenBLAS starts at import re-initialises itself in a forked child (``pthread_atfork``). The
+child runs the run exactly as Dagster's own ``dagster api execute_run`` worker does, then exits.
 
 The forker reaps its children. A child that died (a signal, an exit code other than 0) while its run
 was not finished gets the run marked failed here, as Dagster's code server does for the runs it
