@@ -409,6 +409,8 @@ def _run(args: argparse.Namespace, out: Path, init: datetime, postgres) -> int:
         print(f"tree_cpu_postgres_window_s: {pg_cpu:.1f}")
     for kind, cpu in sorted(kinds.items()):  # over [t0, runs finished]: run processes start after t0
         print(f"tree_cpu_{kind}_window_s: {cpu - kinds0.get(kind, 0.0):.1f}")
+    run_window = kinds.get("run", 0.0) - kinds0.get("run", 0.0)
+    print(f"run_cpu_outside_ops_per_run_s: {(run_window - op_cpu) / max(1, len(runs)):.2f}  (start, stop, events)")
     for record, cpu, _, stamps in sorted(runs, key=lambda x: x[0].create_timestamp):
         created = record.create_timestamp.timestamp()
         s = {k: v - created for k, v in stamps.items()}
