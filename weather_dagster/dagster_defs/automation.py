@@ -50,6 +50,7 @@ from weather_dagster.dagster_defs.pools import KIND_TAG, ROUND_RUN_KIND, ROUND_T
 from weather_dagster.dagster_defs.resources import DatabaseResource, ReferenceResource, SettingsResource, step_log
 from weather_dagster.dagster_defs.scoring_batch import score_batch_job_for
 from weather_dagster.dagster_defs.statistics import miner_stats_job, round_rollup_job
+from weather_dagster.db.engine import retry_on_disconnect
 from weather_dagster.db.schema import forecast_steps
 from weather_dagster.db.steps import StepKey
 from weather_dagster.db.types import utcnow
@@ -219,18 +220,26 @@ def step_failure_sensor(context: RunFailureSensorContext, settings: SettingsReso
     """
     run = context.dagster_run
     s = forecast_steps.c
-    with db.engine.connect() as conn:
-        held = conn.execute(
-            sa.select(forecast_steps).where(s.dagster_run_id == run.run_id, s.status == StepStatus.IN_PROGRESS.value)
-        ).all()
-    if settings.round.sensor_dry_run:
-        context.log.info(f"[dry run] would schedule retries for {len(held)} step(s) of failed run {run.run_id}")
-        return
-    steps = step_log(settings, db)
-    reason = RunCrashed(f"Dagster run {run.run_id} failed: {context.failure_event.message or 'process died'}")
-    for row in held:
-        key = StepKey(row.run_id, row.miner_uid, row.miner_hotkey, StepName(row.step_name), row.substep, row.lead_hours)
-        steps.record_failure(key, reason, attempt=row.retry_count + 1)
+
+    def retry_held() -> None:
+        with db.engine.connect() as conn:
+            held = conn.execute(
+                sa.select(forecast_steps).where(
+                    s.dagster_run_id == run.run_id, s.status == StepStatus.IN_PROGRESS.value
+                )
+            ).all()
+        if settings.round.sensor_dry_run:
+            context.log.info(f"[dry run] would schedule retries for {len(held)} step(s) of failed run {run.run_id}")
+            return
+        steps = step_log(settings, db)
+        reason = RunCrashed(f"Dagster run {run.run_id} failed: {context.failure_event.message or 'process died'}")
+        for row in held:
+            name = StepName(row.step_name)
+            key = StepKey(row.run_id, row.miner_uid, row.miner_hotkey, name, row.substep, row.lead_hours)
+            steps.record_failure(key, reason, attempt=row.retry_count + 1)
+
+    # Dagster reacts to a failed run once: a connection lost to a database restart must not lose it.
+    retry_on_disconnect(retry_held)
 
 
 def retire_partitions_sensor(context: SensorEvaluationContext, settings: SettingsResource, db: DatabaseResource):

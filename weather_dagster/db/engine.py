@@ -8,8 +8,10 @@ keys and ``BEGIN IMMEDIATE`` transactions (so concurrent writers queue instead o
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -17,6 +19,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+T = TypeVar("T")
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
 
@@ -54,6 +57,22 @@ def make_engine(url: str, **kwargs) -> sa.Engine:
     # broken by a server restart fails one statement, SQLAlchemy then invalidates the whole pool, and
     # the step log's retry machinery re-runs that unit of work on fresh connections.
     return sa.create_engine(url, pool_recycle=3600, **kwargs)
+
+
+def retry_on_disconnect(work: Callable[[], T]) -> T:
+    """Run ``work`` once more when its connection was lost (a database restart), never more.
+
+    The engines use no pre-ping (see :func:`make_engine`): the first statement on a connection broken by
+    a restart fails and SQLAlchemy invalidates the pool. Code with no retry of its own around it, such
+    as a sensor's reaction to a failed run (Dagster does not call it again), repeats its unit of work on
+    a fresh connection; the work must be idempotent.
+    """
+    try:
+        return work()
+    except sa.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        return work()
 
 
 def alembic_config(url: str) -> Config:
